@@ -1,0 +1,214 @@
+"""The ``janus`` command: one sub-command per stage of the pipeline.
+
+Each command is a thin wrapper: it parses options, calls one library function and prints a
+short summary. Imports of torch/transformers happen inside the commands so that
+``janus --help`` answers at once. Errors a user can fix (bad paths, bad data, wrong options)
+are printed as one line and exit with status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+app = typer.Typer(
+    name="janus",
+    help=(
+        "Janus: one frozen language model, a continuous negotiation dial.\n\n"
+        "Pipeline: generate -> prepare -> base -> train -> evaluate -> play / export.\n"
+        "`janus demo` runs all of it on a CPU in minutes. ρ (rho) is where in the zone of "
+        "possible agreement a deal should land: 0 favours the buyer, 1 the seller."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn the errors a user can fix into one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+        except OSError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.command("strategies")
+def strategies_command(
+    held_out: Annotated[bool, typer.Option(help="List only the default held-out set.")] = False,
+) -> None:
+    """List the scripted strategy pool: name, family, parameters, held-out mark."""
+    from janus.strategies import REGISTRY, describe, held_out_pool
+
+    names = held_out_pool() if held_out else sorted(REGISTRY)
+    for name in names:
+        typer.echo(describe(name))
+
+
+@app.command("base")
+@friendly_errors
+def base_command(
+    data: Annotated[Path, typer.Option(help="Prepared corpus directory (janus prepare).")] = Path(
+        "prepared"
+    ),
+    out: Annotated[Path, typer.Option(help="Where to write the base model directory.")] = Path(
+        "janus-tiny"
+    ),
+    preset: Annotated[str, typer.Option(help="Size preset: tiny (~1M) or small (~10M).")] = "tiny",
+    max_steps: Annotated[int | None, typer.Option(help="Pretraining steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Examples per step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Retrain even if a base exists.")] = False,
+) -> None:
+    """Build janus-tiny, the offline default base: a small Llama pretrained ρ-blind.
+
+    The base learns the prompt format and the average policy of the corpus, not the dial;
+    reused when OUT already holds a base with the same recipe. Real users skip this and pass
+    `--base-model` with any Hugging Face causal LM to `janus train`.
+    """
+    from janus.tiny import pretrain_tiny_base
+
+    path = pretrain_tiny_base(
+        data,
+        out,
+        preset,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    typer.echo(f"base model: {path}")
+
+
+@app.command("train")
+@friendly_errors
+def train_command(
+    data: Annotated[Path, typer.Option(help="Prepared corpus directory.")] = Path("prepared"),
+    base_model: Annotated[
+        str, typer.Option(help="Base causal LM: a local directory or a hub id.")
+    ] = "janus-tiny",
+    out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/janus"),
+    preset: Annotated[
+        str | None, typer.Option(help="cpu-demo (minutes on 2 cores) or gpu; options override it.")
+    ] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank r.")] = None,
+    alpha: Annotated[float | None, typer.Option(help="LoRA alpha (scale alpha/r).")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout on the adapter input.")] = None,
+    hyper_hidden: Annotated[int | None, typer.Option(help="Hypernetwork hidden width.")] = None,
+    target_modules: Annotated[
+        str | None, typer.Option(help="Comma-separated name suffixes, 'all-linear' or a regex.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Linear warm-up steps.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Optimiser steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Micro-batch size per process.")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.")] = None,
+    k: Annotated[int | None, typer.Option(help="History length shown in the prompt.")] = None,
+    lambda_sep: Annotated[float | None, typer.Option(help="Weight of the gate separation.")] = None,
+    include_failures: Annotated[
+        bool | None, typer.Option(help="Train on impasse rows too (<RHO_FAIL>).")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Drop examples longer than this.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
+    bf16: Annotated[bool | None, typer.Option(help="bf16 autocast (GPU).")] = None,
+    gradient_checkpointing: Annotated[
+        bool | None, typer.Option(help="Trade compute for activation memory.")
+    ] = None,
+    save_every: Annotated[int | None, typer.Option(help="Checkpoint every N steps.")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Validate every N steps.")] = None,
+    keep_last: Annotated[int | None, typer.Option(help="Checkpoints kept (plus the best).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the run's last checkpoint.")] = False,
+) -> None:
+    """Train a ρ-steerable HyperLoRA adapter on a frozen causal LM.
+
+    Runs on one process, or on many with `torchrun --nproc_per_node N -m janus train ...`
+    (DDP: gloo on CPU, nccl on GPU). Writes OUT/adapter (load it with janus evaluate / play),
+    OUT/metrics.jsonl and OUT/checkpoints; --resume continues exactly where a run stopped.
+    """
+    options = dict(locals())  # first statement: exactly the command's options
+    from janus.train import TrainConfig, apply_preset, train
+
+    overrides = {
+        key: str(value) if isinstance(value, Path) else value
+        for key, value in options.items()
+        if key not in {"preset", "resume"}
+    }
+    config = apply_preset(TrainConfig(), preset, overrides)
+    result = train(config, resume=resume)
+    if result.final_metrics:
+        final = result.final_metrics
+        typer.echo(
+            f"step {result.steps}: val_loss {final.get('val_loss', float('nan')):.4f}, "
+            f"action accuracy {final.get('action_accuracy')}"
+        )
+    typer.echo(f"adapter: {result.adapter_dir}")
+
+
+@app.command("export")
+@friendly_errors
+def export_command(
+    run: Annotated[Path, typer.Option(help="A run directory or an adapter directory.")],
+    rho: Annotated[float, typer.Option(help="The ρ to freeze the dial at.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    format: Annotated[
+        str, typer.Option(help="merged: a plain transformers model; peft: a LoRA adapter.")
+    ] = "merged",
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
+    ] = None,
+) -> None:
+    """Freeze the dial at one ρ: a plain merged model, or a standard PEFT LoRA adapter."""
+    from janus.checkpoint import export_peft, load_hyperlora
+    from janus.hyperlora import merge_at_rho
+
+    adapter = resolve_adapter_dir(run)
+    model, tokenizer, _ = load_hyperlora(adapter, base_model)
+    if format == "merged":
+        merged = merge_at_rho(model, rho)
+        out.mkdir(parents=True, exist_ok=True)
+        merged.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    elif format == "peft":
+        export_peft(model, rho, out)
+    else:
+        raise ValueError(f"--format must be 'merged' or 'peft', got {format!r}")
+    typer.echo(f"exported at rho={rho}: {out}")
+
+
+def resolve_adapter_dir(path: Path) -> Path:
+    """Accept a run directory (uses its ``adapter/``) or an adapter directory itself."""
+    if (path / "adapter_config.json").is_file():
+        return path
+    if (path / "adapter" / "adapter_config.json").is_file():
+        return path / "adapter"
+    raise FileNotFoundError(f"{path}: neither a run directory nor an adapter directory")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="janus")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Constrained greedy decoding: whatever the model prefers, it can only write a valid action.
+
+The grammar of an action is tiny — ``ACCEPT`` or ``OFFER d.dddd`` with a price in [0, 1] — so
+we enforce it at the token level with a prefix automaton over characters, for any tokenizer:
+at every step only the vocabulary pieces that keep the text a prefix of a valid action are
+allowed, and decoding stops as soon as the action is complete. The research code sampled at
+temperature 0.7 and silently replaced unparseable output with a fallback offer; here invalid
+output is impossible and nothing is replaced.
+
+The allowed-token mask depends only on a small canonical state (which word, how many digits,
+whether the integer part is 1), so masks are computed once per state and cached: decoding costs
+one batched forward per generated token plus a few tensor ops.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import torch
+
+ACCEPT_TEXT = "ACCEPT"
+OFFER_TEXT = "OFFER "
+_COMPLETE = re.compile(r"ACCEPT|OFFER (0\.\d{4}|1\.0000)")
+_ALPHABET = frozenset("ACEPTOFR .0123456789")
+_MAX_ACTION_CHARS = len("OFFER 0.0000")
+
+
+def action_state(text: str) -> str | None:
+    """Canonical automaton state of a partial action, or ``None`` if it is no valid prefix.
+
+    Digits of the price are interchangeable for the grammar, so ``OFFER 0.12`` and
+    ``OFFER 0.98`` share a state; that is what makes mask caching effective.
+    """
+    if ACCEPT_TEXT.startswith(text) or OFFER_TEXT.startswith(text):
+        return "W:" + text
+    if not text.startswith(OFFER_TEXT):
+        return None
+    number = text[len(OFFER_TEXT) :]
+    if len(number) > 6 or number[0] not in "01":
+        return None
+    if len(number) >= 2 and number[1] != ".":
+        return None
+    decimals = number[2:]
+    if not decimals.isdigit() and decimals:
+        return None
+    if number[0] == "1" and decimals.strip("0"):
+        return None
+    return f"N{number[0]}:{len(number)}"
+
+
+def is_complete(text: str) -> bool:
+    """Whether ``text`` is a whole action (then decoding must stop)."""
+    return _COMPLETE.fullmatch(text) is not None
+
+
+class ActionConstraint:
+    """Per-tokenizer cache of vocabulary pieces and of the allowed-token mask per state."""
+
+    def __init__(self, tokenizer, vocab_size: int | None = None) -> None:
+        size = vocab_size if vocab_size is not None else len(tokenizer)
+        self.vocab_size = size
+        pieces: dict[int, str] = {}
+        for token_id in range(len(tokenizer)):
+            piece = tokenizer.decode([token_id])
+            if piece and set(piece) <= _ALPHABET and token_id not in tokenizer.all_special_ids:
+                pieces[token_id] = piece
+        if not pieces:
+            raise ValueError("the tokenizer has no token that can spell an action")
+        self._pieces = pieces
+        self._masks: dict[str, torch.Tensor] = {}
+        # Rows that already finished may emit anything: their tokens are never read.
+        self.unconstrained = torch.ones(size, dtype=torch.bool)
+
+    def allowed_mask(self, text: str) -> torch.Tensor:
+        """Boolean mask over the vocabulary of the tokens that may follow ``text``."""
+        state = action_state(text)
+        if state is None:
+            raise ValueError(f"{text!r} is not a prefix of a valid action")
+        mask = self._masks.get(state)
+        if mask is None:
+            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+            for token_id, piece in self._pieces.items():
+                if token_id < self.vocab_size and action_state(text + piece) is not None:
+                    mask[token_id] = True
+            if not mask.any():
+                raise ValueError(f"no token of the vocabulary can continue {text!r}")
+            self._masks[state] = mask
+        return mask
+
+    def piece(self, token_id: int) -> str:
+        return self._pieces[token_id]
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad prompts so that every row's next token sits in the last column.
+
+    Returns input ids, attention mask and position ids (positions count real tokens only, so a
+    padded row sees exactly the positions it would see alone).
+    """
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if seq:
+            ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+@torch.no_grad()
+def constrained_decode(
+    model,
+    constraint: ActionConstraint,
+    prompts: Sequence[Sequence[int]],
+    *,
+    pad_id: int,
+    rho_scope=None,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> list[str]:
+    """Decode one action per prompt, in one batch, with the KV cache.
+
+    ``rho_scope`` is a context manager that routes the batch's ρ to the adapters (e.g.
+    ``rho_context(model, rhos)``); ``None`` for a model without adapters. ``temperature`` 0 is
+    greedy; a positive temperature samples from ``generator`` (seeded by the caller), still
+    under the constraint.
+    """
+    if not prompts:
+        return []
+    device = next(model.parameters()).device
+    ids, mask, positions = (t.to(device) for t in left_pad(prompts, pad_id))
+    texts = [""] * len(prompts)
+    done = [False] * len(prompts)
+    with rho_scope if rho_scope is not None else nullcontext():
+        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        for _ in range(_MAX_ACTION_CHARS + 1):
+            logits = out.logits[:, -1, : constraint.vocab_size].float()
+            allowed = torch.stack(
+                [
+                    constraint.allowed_mask(text) if not finished else constraint.unconstrained
+                    for text, finished in zip(texts, done, strict=True)
+                ]
+            ).to(device)
+            logits = logits.masked_fill(~allowed, float("-inf"))
+            if temperature > 0:
+                probs = torch.softmax(logits / temperature, dim=-1)
+                chosen = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
+            else:
+                chosen = logits.argmax(dim=-1).cpu()
+            for row, token_id in enumerate(chosen.tolist()):
+                if not done[row]:
+                    texts[row] += constraint.piece(token_id)
+                    done[row] = is_complete(texts[row])
+            if all(done):
+                break
+            next_ids = chosen.to(device).unsqueeze(-1)
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+            positions = positions[:, -1:] + 1
+            out = model(
+                input_ids=next_ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=out.past_key_values,
+                use_cache=True,
+            )
+    if not all(done):
+        raise RuntimeError("constrained decoding did not complete an action (grammar bug)")
+    return texts

@@ -1,0 +1,112 @@
+"""Constrained decoding: every output is a valid action, batching changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from janus.decoding import ActionConstraint, action_state, constrained_decode, is_complete
+from janus.prompt import parse_action
+
+
+@pytest.fixture(scope="module")
+def byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A small byte-level BPE whose merges make multi-character pieces such as 'OFF'."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [f"OFFER 0.{i:04d} ACCEPT buyer seller PAD" for i in range(0, 10000, 37)]
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<eos>", "<OUTPUT>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+
+
+@pytest.fixture(scope="module")
+def random_model(byte_tokenizer) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(byte_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("", True),
+        ("ACC", True),
+        ("ACCEPT", True),
+        ("OFFER", True),
+        ("OFFER 0.12", True),
+        ("OFFER 1.000", True),
+        ("OFFER 1.5", False),
+        ("OFFER 2", False),
+        ("OFFER 0.12345", False),
+        ("OFFER 0,1", False),
+        ("ACCEPTX", False),
+        (" ACCEPT", False),
+    ],
+)
+def test_action_state_accepts_exactly_the_prefixes(text: str, valid: bool) -> None:
+    assert (action_state(text) is not None) is valid
+
+
+def test_is_complete() -> None:
+    assert is_complete("ACCEPT")
+    assert is_complete("OFFER 0.4213")
+    assert is_complete("OFFER 1.0000")
+    assert not is_complete("OFFER 0.421")
+    assert not is_complete("ACCEP")
+
+
+def test_random_model_always_writes_a_valid_action(byte_tokenizer, random_model) -> None:
+    constraint = ActionConstraint(byte_tokenizer, random_model.config.vocab_size)
+    gen = torch.Generator().manual_seed(1)
+    prompts = [
+        torch.randint(0, len(byte_tokenizer), (int(n),), generator=gen).tolist()
+        for n in torch.randint(3, 20, (24,), generator=gen)
+    ]
+    for temperature in (0.0, 1.5):
+        outputs = constrained_decode(
+            random_model,
+            constraint,
+            prompts,
+            pad_id=byte_tokenizer.pad_token_id,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(2),
+        )
+        assert len(outputs) == len(prompts)
+        for text in outputs:
+            parsed = parse_action(text)  # raises on anything invalid
+            assert parsed.kind in ("ACCEPT", "OFFER")
+
+
+def test_multi_character_pieces_are_used(byte_tokenizer) -> None:
+    constraint = ActionConstraint(byte_tokenizer)
+    allowed = constraint.allowed_mask("")
+    allowed_pieces = {byte_tokenizer.decode([i]) for i in allowed.nonzero().flatten().tolist()}
+    assert "A" in allowed_pieces and "O" in allowed_pieces
+    assert any(len(p) > 1 for p in allowed_pieces), allowed_pieces
+    assert all(action_state(p) is not None for p in allowed_pieces)
+
+
+def test_batched_decoding_equals_one_by_one(byte_tokenizer, random_model) -> None:
+    constraint = ActionConstraint(byte_tokenizer, random_model.config.vocab_size)
+    gen = torch.Generator().manual_seed(3)
+    prompts = [torch.randint(0, 200, (n,), generator=gen).tolist() for n in (4, 11, 7, 16)]
+    pad = byte_tokenizer.pad_token_id
+    batched = constrained_decode(random_model, constraint, prompts, pad_id=pad)
+    alone = [constrained_decode(random_model, constraint, [p], pad_id=pad)[0] for p in prompts]
+    assert batched == alone
