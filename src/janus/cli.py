@@ -179,6 +179,7 @@ def export_command(
     ] = None,
 ) -> None:
     """Freeze the dial at one ρ: a plain merged model, or a standard PEFT LoRA adapter."""
+    from janus.agent import resolve_adapter_dir
     from janus.checkpoint import export_peft, load_hyperlora
     from janus.hyperlora import merge_at_rho
 
@@ -194,15 +195,6 @@ def export_command(
     else:
         raise ValueError(f"--format must be 'merged' or 'peft', got {format!r}")
     typer.echo(f"exported at rho={rho}: {out}")
-
-
-def resolve_adapter_dir(path: Path) -> Path:
-    """Accept a run directory (uses its ``adapter/``) or an adapter directory itself."""
-    if (path / "adapter_config.json").is_file():
-        return path
-    if (path / "adapter" / "adapter_config.json").is_file():
-        return path / "adapter"
-    raise FileNotFoundError(f"{path}: neither a run directory nor an adapter directory")
 
 
 def main() -> None:

@@ -27,12 +27,17 @@ _ALPHABET = frozenset("ACEPTOFR .0123456789")
 _MAX_ACTION_CHARS = len("OFFER 0.0000")
 
 
-def action_state(text: str) -> str | None:
+def action_state(text: str, offer_only: bool = False) -> str | None:
     """Canonical automaton state of a partial action, or ``None`` if it is no valid prefix.
 
     Digits of the price are interchangeable for the grammar, so ``OFFER 0.12`` and
-    ``OFFER 0.98`` share a state; that is what makes mask caching effective.
+    ``OFFER 0.98`` share a state; that is what makes mask caching effective. ``offer_only``
+    drops the ACCEPT branch (used when a safety rule refused an ACCEPT and the model must
+    make its best offer instead).
     """
+    if offer_only:
+        state = action_state(text) if text.startswith(OFFER_TEXT[: len(text)]) else None
+        return None if state is None else "O:" + state
     if ACCEPT_TEXT.startswith(text) or OFFER_TEXT.startswith(text):
         return "W:" + text
     if not text.startswith(OFFER_TEXT):
@@ -73,16 +78,16 @@ class ActionConstraint:
         # Rows that already finished may emit anything: their tokens are never read.
         self.unconstrained = torch.ones(size, dtype=torch.bool)
 
-    def allowed_mask(self, text: str) -> torch.Tensor:
+    def allowed_mask(self, text: str, offer_only: bool = False) -> torch.Tensor:
         """Boolean mask over the vocabulary of the tokens that may follow ``text``."""
-        state = action_state(text)
+        state = action_state(text, offer_only)
         if state is None:
             raise ValueError(f"{text!r} is not a prefix of a valid action")
         mask = self._masks.get(state)
         if mask is None:
             mask = torch.zeros(self.vocab_size, dtype=torch.bool)
             for token_id, piece in self._pieces.items():
-                if token_id < self.vocab_size and action_state(text + piece) is not None:
+                if token_id < self.vocab_size and action_state(text + piece, offer_only):
                     mask[token_id] = True
             if not mask.any():
                 raise ValueError(f"no token of the vocabulary can continue {text!r}")
@@ -122,13 +127,14 @@ def constrained_decode(
     rho_scope=None,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
+    offer_only: Sequence[bool] | None = None,
 ) -> list[str]:
     """Decode one action per prompt, in one batch, with the KV cache.
 
     ``rho_scope`` is a context manager that routes the batch's ρ to the adapters (e.g.
     ``rho_context(model, rhos)``); ``None`` for a model without adapters. ``temperature`` 0 is
     greedy; a positive temperature samples from ``generator`` (seeded by the caller), still
-    under the constraint.
+    under the constraint. ``offer_only`` marks rows that may not ACCEPT.
     """
     if not prompts:
         return []
@@ -136,14 +142,17 @@ def constrained_decode(
     ids, mask, positions = (t.to(device) for t in left_pad(prompts, pad_id))
     texts = [""] * len(prompts)
     done = [False] * len(prompts)
+    no_accept = list(offer_only) if offer_only is not None else [False] * len(prompts)
     with rho_scope if rho_scope is not None else nullcontext():
         out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
         for _ in range(_MAX_ACTION_CHARS + 1):
             logits = out.logits[:, -1, : constraint.vocab_size].float()
             allowed = torch.stack(
                 [
-                    constraint.allowed_mask(text) if not finished else constraint.unconstrained
-                    for text, finished in zip(texts, done, strict=True)
+                    constraint.allowed_mask(text, only)
+                    if not finished
+                    else constraint.unconstrained
+                    for text, finished, only in zip(texts, done, no_accept, strict=True)
                 ]
             ).to(device)
             logits = logits.masked_fill(~allowed, float("-inf"))

@@ -220,7 +220,9 @@ def read_decision_steps(
     return in_split.to_pylist()
 
 
-def row_prompt_and_target(row: dict[str, Any], rho: float | None, k: int = DEFAULT_K) -> tuple[str, str]:
+def row_prompt_and_target(
+    row: dict[str, Any], rho: float | None, k: int = DEFAULT_K
+) -> tuple[str, str]:
     """The prompt (at ``rho``) and the target text of one ``decision_steps`` row."""
     state = PromptState.from_row(row)
     target = build_target(str(row["target_action"]), row["target_price_norm"])

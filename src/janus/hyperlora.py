@@ -321,6 +321,13 @@ class HyperLoRALinear(nn.Module):
         gate = self.hypernet(rho) * self.scaling  # [B or 1, r], once per layer per forward
         hidden = F.linear(self.dropout(x.to(a.dtype)), a)  # [B, ..., r]
         hidden = hidden * gate.view(gate.shape[0], *([1] * (hidden.dim() - 2)), self.rank)
+        if result.dtype == a.dtype:  # fuse "+ delta" into the GEMM: one pass less over y
+            flat = torch.addmm(
+                result.reshape(-1, self.out_features),
+                hidden.reshape(-1, self.rank),
+                self.lora_B.t(),
+            )
+            return flat.view(result.shape)
         return result + F.linear(hidden, self.lora_B).to(result.dtype)
 
     def extra_repr(self) -> str:

@@ -37,16 +37,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import math
 import os
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty, Full, Queue
 from typing import Any
 
 import numpy as np
@@ -260,10 +261,18 @@ class PrepareSummary:
 
 @dataclass
 class _Block:
-    """Parsed rows with their 1-based line numbers."""
+    """One parsed block: rows with their 1-based line numbers, whether it ends the file, the
+    first bad line of a strict-mode block (and its number), and, in skip mode, the trajectories
+    its bad lines condemn (``(id or None, reason)``, applied in file order by the consumer)."""
 
     table: pa.Table
     lines: np.ndarray
+    last: bool
+    error: _Invalid | None = None
+    error_line: int = 0
+    poison: list[tuple[str | None, str]] = field(default_factory=list)
+    bad_lines: int = 0
+    nbytes: int = 0
 
 
 _READ_OPTIONS = pajson.ReadOptions(use_threads=True, block_size=1 << 20)
@@ -272,67 +281,77 @@ _PARSE_OPTIONS = pajson.ParseOptions(
 )
 
 
-def _iter_raw_blocks(path: Path, block_bytes: int) -> Iterator[tuple[bytes, int, bool]]:
-    """(bytes of whole lines, line number of the first, is_last), reading ``path`` in blocks."""
+def _iter_raw_blocks(path: Path, block_bytes: int) -> Iterator[tuple[memoryview, int, bool]]:
+    """(whole lines, line number of the first, is_last), reading ``path`` in blocks.
+
+    Each read starts at the beginning of a line (the partial line at the end of a block is
+    read again with the next block), so no block is ever copied.
+    """
     line = 1
-    pending = b""
-    with open(path, "rb") as handle:
+    with open(path, "rb", buffering=0) as handle:
         while True:
             data = handle.read(block_bytes)
             if not data:
-                yield pending, line, True  # possibly empty: it closes the last trajectory
+                yield memoryview(b""), line, True  # closes the last trajectory
                 return
-            data = pending + data if pending else data
+            if len(data) < block_bytes:  # the end of the file
+                yield memoryview(data), line, True
+                return
             cut = data.rfind(b"\n")
-            if cut < 0:
-                pending = data  # a line longer than a block: keep reading
-                continue
-            chunk, pending = data[: cut + 1], data[cut + 1 :]
-            yield chunk, line, False
-            line += chunk.count(b"\n")
+            while cut < 0:  # a line longer than a block: read on until its end
+                more = handle.read(block_bytes)
+                if not more:
+                    yield memoryview(data), line, True
+                    return
+                data += more
+                cut = data.rfind(b"\n")
+            handle.seek(cut + 1 - len(data), os.SEEK_CUR)
+            yield memoryview(data)[: cut + 1], line, False
+            line += data.count(b"\n", 0, cut + 1)
 
 
 class _Reader:
-    """Turns raw blocks into parsed :class:`_Block` s, falling back to Python on bad blocks."""
+    """Turns raw blocks into parsed :class:`_Block` s, falling back to Python on bad blocks.
+
+    Runs in a background thread (pyarrow parses without the GIL), so it keeps only its own
+    state: the id of the last line that parsed, to blame a line that names no trajectory.
+    """
 
     def __init__(self, path: Path, skip_invalid: bool, block_bytes: int) -> None:
         self.path = path
         self.skip_invalid = skip_invalid
         self.block_bytes = block_bytes
-        self.poisoned: dict[str, str] = {}  # trajectory id -> reason (skip mode)
-        self.new_poison: Counter[str] = Counter()  # reasons counted, to add to the summary
-        self.bad_lines = 0
         self.last_tid: str | None = None
         self.lines_read = 0
 
-    def blocks(self) -> Iterator[tuple[_Block, bool, _Invalid | None, int]]:
-        """(block, is_last, first error of a strict-mode block, its line)."""
+    def blocks(self) -> Iterator[_Block]:
         for raw, first_line, last in _iter_raw_blocks(self.path, self.block_bytes):
             if not raw:
-                yield _Block(INPUT_SCHEMA.empty_table(), np.empty(0, np.int64)), last, None, 0
+                yield _Block(INPUT_SCHEMA.empty_table(), np.empty(0, np.int64), last)
                 continue
-            lines_in_block = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
+            newlines = raw.obj.count(b"\n", 0, len(raw))
+            lines_in_block = newlines + (0 if raw[-1] == 10 else 1)
             self.lines_read = first_line + lines_in_block - 1
-            table = None
             try:
                 table = pajson.read_json(
-                    io.BytesIO(raw), read_options=_READ_OPTIONS, parse_options=_PARSE_OPTIONS
+                    pa.BufferReader(pa.py_buffer(raw)),
+                    read_options=_READ_OPTIONS,
+                    parse_options=_PARSE_OPTIONS,
                 )
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 table = None
             if table is not None and table.num_rows == lines_in_block:
-                block = _Block(table, np.arange(first_line, first_line + table.num_rows))
-                if block.table.num_rows:
-                    self.last_tid = block.table.column("trajectory_id")[-1].as_py()
-                yield block, last, None, 0
+                lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
+                self.last_tid = table.column("trajectory_id")[-1].as_py()
+                yield _Block(table, lines, last, nbytes=len(raw))
                 continue
-            yield self._python_block(raw, first_line, last)
+            yield self._python_block(bytes(raw), first_line, last)
 
-    def _python_block(
-        self, raw: bytes, first_line: int, last: bool
-    ) -> tuple[_Block, bool, _Invalid | None, int]:
+    def _python_block(self, raw: bytes, first_line: int, last: bool) -> _Block:
         records: list[dict[str, Any]] = []
         lines: list[int] = []
+        poison: list[tuple[str | None, str]] = []
+        bad_lines = 0
         for offset, line in enumerate(raw.split(b"\n")):
             if not line.strip():
                 continue
@@ -344,29 +363,26 @@ class _Reader:
                     raise _Invalid(None, "malformed line (not UTF-8)", "malformed_json") from None
                 record = parse_line(text)
             except _Invalid as err:
-                if not self.skip_invalid:
-                    err.trajectory_id = err.trajectory_id or guess_trajectory_id(
-                        line.decode("utf-8", "replace")
-                    )
-                    return (
-                        _Block(self._table(records), np.array(lines, np.int64)),
-                        False,
-                        err,
-                        lineno,
-                    )
-                self.bad_lines += 1
                 tid = err.trajectory_id or guess_trajectory_id(line.decode("utf-8", "replace"))
-                victim = tid if tid is not None else self.last_tid
-                if victim is None:
-                    self.new_poison[err.reason] += 1
-                elif victim not in self.poisoned:
-                    self.poisoned[victim] = err.reason
-                    self.new_poison[err.reason] += 1
+                if not self.skip_invalid:
+                    err.trajectory_id = tid
+                    table = self._table(records)
+                    return _Block(table, np.array(lines, np.int64), False, err, lineno)
+                bad_lines += 1
+                poison.append((tid if tid is not None else self.last_tid, err.reason))
                 continue
             records.append(record)
             lines.append(lineno)
             self.last_tid = record["trajectory_id"]
-        return _Block(self._table(records), np.array(lines, np.int64)), last, None, 0
+        table = self._table(records)
+        return _Block(
+            table,
+            np.array(lines, np.int64),
+            last,
+            poison=poison,
+            bad_lines=bad_lines,
+            nbytes=len(raw),
+        )
 
     def _table(self, records: list[dict[str, Any]]) -> pa.Table:
         try:
@@ -377,7 +393,42 @@ class _Reader:
             ) from None
 
 
-# ------------------------------------------------------------------------------ validation
+def _prefetch(blocks: Iterator[_Block], depth: int = 2) -> Iterator[_Block]:
+    """Parse the next blocks in a background thread while this one is being processed."""
+    queue: Queue[tuple[_Block | None, BaseException | None]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                while not stop.is_set():
+                    try:
+                        queue.put((block, None), timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            queue.put((None, None))
+        except BaseException as exc:  # handed to the consumer
+            queue.put((None, exc))
+
+    thread = threading.Thread(target=produce, name="janus-prepare-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            block, exc = queue.get()
+            if exc is not None:
+                raise exc
+            if block is None:
+                return
+            yield block
+    finally:
+        stop.set()
+        with contextlib.suppress(Empty):
+            while True:
+                queue.get_nowait()
+        thread.join()
 
 
 class _HashSet:
@@ -473,7 +524,6 @@ class _Processor:
         val_fraction: float,
         test_fraction: float,
         skip_invalid: bool,
-        reader: _Reader,
         summary: PrepareSummary,
     ) -> None:
         self.path = path
@@ -481,9 +531,9 @@ class _Processor:
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
         self.skip_invalid = skip_invalid
-        self.reader = reader
         self.summary = summary
         self.seen = _HashSet()  # hashes of the trajectory ids seen so far
+        self.poisoned: dict[str, str] = {}  # skip mode: ids whose later lines are dropped
 
     # -- the checks -----------------------------------------------------------------------------
     def _checks(
@@ -957,7 +1007,7 @@ class _Processor:
         checks, d = self._checks(t, lines, run, starts, hashes)
         n_runs = len(starts)
         valid_run = np.ones(n_runs, dtype=bool)
-        poisoned = self.reader.poisoned
+        poisoned = self.poisoned
         if checks and not self.skip_invalid:
             best = None
             for order, check in enumerate(checks):
@@ -1214,7 +1264,6 @@ def prepare(
         val_fraction=float(val_fraction),
         test_fraction=float(test_fraction),
         skip_invalid=skip_invalid,
-        reader=reader,
         summary=summary,
     )
     temp_dir = out.parent / f".{out.name}.prepare-{os.getpid()}-{time.time_ns() % 10**9}.tmp"
@@ -1234,29 +1283,35 @@ def prepare(
             )
             carry: pa.Table | None = None
             carry_lines = np.empty(0, dtype=np.int64)
-            done_bytes = 0
-            for block, last, error, error_line in reader.blocks():
-                table = block.table
-                lines = block.lines
+            poisoned = processor.poisoned
+            for block in _prefetch(reader.blocks()):
+                for victim, reason in block.poison:  # bad lines, in file order (skip mode)
+                    if victim is None or victim not in poisoned:
+                        summary.skipped[reason] += 1
+                    if victim is not None:
+                        poisoned.setdefault(victim, reason)
+                summary.skipped_lines += block.bad_lines
+                table, lines = block.table, block.lines
                 if carry is not None and carry.num_rows:
                     table = pa.concat_tables([carry, table])
                     lines = np.concatenate([carry_lines, lines])
                 cut = table.num_rows
-                if not last and error is None and table.num_rows:
+                if block.error is not None:
+                    cut = _last_run_start(table) if table.num_rows else 0
+                elif not block.last and table.num_rows:
                     cut = _last_run_start(table)
                     if cut == 0 and table.num_rows > _MAX_CARRY_ROWS:
                         cut = table.num_rows  # one id over a whole block: corrupt, check it now
-                if error is not None:
-                    cut = _last_run_start(table) if table.num_rows else 0
                 result = processor.process(table.slice(0, cut).combine_chunks(), lines[:cut])
                 if result is not None:
                     steps, outcomes = result
                     steps_writer.write_table(steps, row_group_size=max(steps.num_rows, 1))
                     outcomes_writer.write_table(outcomes, row_group_size=max(outcomes.num_rows, 1))
+                error = block.error
                 if error is not None:
                     raise DataValidationError(
                         source,
-                        error_line,
+                        block.error_line,
                         error.field,
                         error.message,
                         error.reason,
@@ -1265,11 +1320,7 @@ def prepare(
                 carry = table.slice(cut)
                 carry_lines = lines[cut:]
                 if bar is not None:
-                    new_bytes = min(size, done_bytes + block_bytes)
-                    bar.update(new_bytes - done_bytes)
-                    done_bytes = new_bytes
-        summary.skipped.update(reader.new_poison)
-        summary.skipped_lines += reader.bad_lines
+                    bar.update(block.nbytes)
         summary.lines_read = reader.lines_read
         if summary.total_rows == 0:
             if summary.skipped:

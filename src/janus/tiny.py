@@ -69,7 +69,9 @@ TOKENIZER_VOCAB_SIZE = 512
 # ---------------------------------------------------------------------------- tokenizer
 
 
-def tokenizer_corpus(n: int = TOKENIZER_CORPUS_SIZE, seed: int = TOKENIZER_CORPUS_SEED) -> list[str]:
+def tokenizer_corpus(
+    n: int = TOKENIZER_CORPUS_SIZE, seed: int = TOKENIZER_CORPUS_SEED
+) -> list[str]:
     """A fixed synthetic corpus of prompt + target texts rendered from random states.
 
     Rendered with the canonical prompt itself, so the merges cover exactly the words the
@@ -90,7 +92,9 @@ def tokenizer_corpus(n: int = TOKENIZER_CORPUS_SIZE, seed: int = TOKENIZER_CORPU
         )
         rho = rng.choice((None, IMPASSE_RHO, rng.random(), rng.random()))
         k = rng.choice((0, 4, 8, 8, 12))
-        target = build_target("ACCEPT") if rng.random() < 0.3 else build_target("OFFER", rng.random())
+        target = (
+            build_target("ACCEPT") if rng.random() < 0.3 else build_target("OFFER", rng.random())
+        )
         texts.append(build_prompt(state, rho, k) + target)
     return texts
 
@@ -225,7 +229,7 @@ def read_base_info(path: str | Path) -> dict[str, Any] | None:
 def pretrain_tiny_base(
     prepared_dir: str | Path,
     out_dir: str | Path,
-    preset: str = "tiny",
+    preset: str | TinyPreset = "tiny",
     *,
     max_steps: int | None = None,
     batch_size: int | None = None,
@@ -251,7 +255,8 @@ def pretrain_tiny_base(
 
     Full-parameter causal-LM training, loss on target tokens (and EOS) only; AdamW, linear
     warm-up then cosine decay to 10 %, gradient clipping at 1.0. Deterministic on CPU for a
-    seed. ``None`` for ``max_steps``/``batch_size``/``lr`` takes the preset's default.
+    seed. ``preset`` is a name in :data:`PRESETS` or a :class:`TinyPreset` (tests use a
+    micro one); ``None`` for ``max_steps``/``batch_size``/``lr`` takes the preset's default.
 
     Cached: if ``out_dir`` already holds a base made with the same recipe (preset, steps,
     seed, data fingerprint, prompt format, janus version, …) it is returned untouched; a
@@ -260,12 +265,14 @@ def pretrain_tiny_base(
     the tokenizer (special tokens included) and ``janus_base.json`` (recipe and results).
     """
     out_dir = Path(out_dir)
-    spec = get_preset(preset)
+    spec = get_preset(preset) if isinstance(preset, str) else preset
     max_steps = spec.max_steps if max_steps is None else max_steps
     batch_size = spec.batch_size if batch_size is None else batch_size
     lr = spec.lr if lr is None else lr
     if max_steps < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(f"need max_steps >= 1, batch_size >= 1, lr > 0; got {max_steps}, {batch_size}, {lr}")
+        raise ValueError(
+            f"need max_steps >= 1, batch_size >= 1, lr > 0; got {max_steps}, {batch_size}, {lr}"
+        )
 
     tokenizer = build_tokenizer()
     recipe = {
@@ -322,8 +329,18 @@ def pretrain_tiny_base(
         progress,
     )
     eval_initial = evaluate_loss(model, eval_set, collate)
-    results = _train(model, train, collate, max_steps, batch_size, lr, seed, warmup_fraction,
-                     weight_decay, progress)
+    results = _train(
+        model,
+        train,
+        collate,
+        max_steps,
+        batch_size,
+        lr,
+        seed,
+        warmup_fraction,
+        weight_decay,
+        progress,
+    )
     results.update(
         eval_split=eval_split,
         eval_examples=len(eval_set),
@@ -361,8 +378,14 @@ def _eval_dataset(
     """Up to ``limit`` validation examples (ρ-blind too); the train split's head if no val."""
     try:
         val = DecisionStepDataset(
-            prepared_dir, "val", tokenizer, k=k, include_failures=True, rho_mode="blind",
-            seed=seed + 1, limit=limit,
+            prepared_dir,
+            "val",
+            tokenizer,
+            k=k,
+            include_failures=True,
+            rho_mode="blind",
+            seed=seed + 1,
+            limit=limit,
         )
         return list(val), "val"
     except ValueError:
@@ -420,8 +443,9 @@ def _train(
             tokens += int(batch["attention_mask"].sum())
             elapsed = time.perf_counter() - start
             bar.update(1)
-            bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
-                            tok_s=f"{tokens / elapsed:.0f}")
+            bar.set_postfix(
+                loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{tokens / elapsed:.0f}"
+            )
             if step >= max_steps:
                 break
         epoch += 1
@@ -451,9 +475,7 @@ def evaluate_loss(
     ordered = sorted(examples, key=len)
     for start in range(0, len(ordered), batch_size):
         batch = collate(ordered[start : start + batch_size])
-        logits = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         total += float(
             torch.nn.functional.cross_entropy(

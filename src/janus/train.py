@@ -408,6 +408,12 @@ def build_model(config: TrainConfig, device: torch.device):
     return model, tokenizer, summary
 
 
+def _base_reference(config: TrainConfig) -> str:
+    """A local base is recorded by absolute path, so the adapter loads from any directory."""
+    local = Path(config.base_model).expanduser()
+    return str(local.resolve()) if local.exists() else config.base_model
+
+
 def _extra_config(config: TrainConfig) -> dict[str, Any]:
     return {
         "special_tokens": list(SPECIAL_TOKENS),
@@ -724,7 +730,7 @@ def train(
             model,
             tokenizer,
             adapter_dir,
-            base_model_name_or_path=config.base_model,
+            base_model_name_or_path=_base_reference(config),
             extra_config=_extra_config(config),
         )
         (run_dir / "summary.txt").write_text(str(summary) + "\n")
@@ -744,7 +750,7 @@ def _save_checkpoint(model, tokenizer, optimizer, scheduler, config, run_dir, st
             model,
             tokenizer,
             tmp / ADAPTER_DIR,
-            base_model_name_or_path=config.base_model,
+            base_model_name_or_path=_base_reference(config),
             extra_config=_extra_config(config),
         )
         save_trainer_state(tmp, optimizer, scheduler, dict(state))

@@ -1,0 +1,280 @@
+"""JanusAgent: a trained adapter (or a bare base) that negotiates at any requested ρ.
+
+One :class:`JanusAgent` holds the model; each episode seat is a light :class:`JanusSeat`
+(a :class:`janus.episode.Negotiator`) carrying its ρ. The agent is the seats' shared
+``batch_policy``, so the episode loop sends every pending decision of every seat through one
+batched forward pass with one ρ per example.
+
+ρ reaches the model twice — as prompt text and as ``model.current_rho`` for the gates — and
+both come from :func:`janus.prompt.canonical_rho` of one value. The ``channels`` option of a
+seat decouples them on purpose, for ablations only: ``"text"`` feeds the gates a fixed ρ,
+``"weights"`` shows a fixed ρ in the prompt.
+
+Safety rules (on by default, ``safety=False`` for research): an offer past the agent's own
+reservation is clamped to it, and an ACCEPT of a standing offer worse than its reservation is
+refused — the model is asked again with ACCEPT ruled out, so its answer is still its own best
+offer. Every intervention is counted on the seat. Invalid moves that are not safety matters
+(ACCEPT with nothing on the table) are left to the episode loop, which records them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from janus.decoding import ActionConstraint, constrained_decode
+from janus.domain import Action, Observation, Role
+from janus.examples import add_special_tokens, encode_prompt
+from janus.hyperlora import is_injected, rho_context
+from janus.prompt import DEFAULT_K, PromptState, build_prompt, canonical_rho, parse_action
+
+CHANNELS = ("both", "text", "weights")
+
+
+def resolve_adapter_dir(path: str | Path) -> Path:
+    """Accept a run directory (uses its ``adapter/``) or an adapter directory itself."""
+    path = Path(path).expanduser()
+    if (path / "adapter_config.json").is_file():
+        return path
+    if (path / "adapter" / "adapter_config.json").is_file():
+        return path / "adapter"
+    raise FileNotFoundError(f"{path}: neither a run directory nor an adapter directory")
+
+
+def prompt_state(observation: Observation) -> PromptState:
+    """The canonical prompt's view of a live observation (prices normalised to the range).
+
+    The last offer shown is the latest offer on the table, as in the training data.
+    """
+    pr = observation.price_range
+    history = tuple((offer.role.value, pr.norm(offer.price)) for offer in observation.history)
+    return PromptState(
+        turn=observation.turn,
+        max_turns=observation.max_turns,
+        reservation_norm=observation.reservation_norm,
+        last_offer_norm=history[-1][1] if history else None,
+        history=history,
+    )
+
+
+@dataclass
+class SeatStats:
+    """What happened to one seat's decisions."""
+
+    decisions: int = 0
+    safety_clamped_offers: int = 0
+    safety_refused_accepts: int = 0
+
+    @property
+    def safety_interventions(self) -> int:
+        return self.safety_clamped_offers + self.safety_refused_accepts
+
+
+class JanusSeat:
+    """One episode seat played by a :class:`JanusAgent` at a fixed ρ."""
+
+    strict = False  # invalid moves are recorded by the episode loop, not raised
+
+    def __init__(
+        self,
+        agent: JanusAgent,
+        rho: float,
+        *,
+        channels: str = "both",
+        fixed_rho: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        if channels not in CHANNELS:
+            raise ValueError(f"channels must be one of {CHANNELS}, got {channels!r}")
+        self.batch_policy = agent
+        self.rho = canonical_rho(rho)
+        fixed = canonical_rho(fixed_rho)
+        self.text_rho = self.rho if channels in ("both", "text") else fixed
+        self.gate_rho = self.rho if channels in ("both", "weights") else fixed
+        self.channels = channels
+        suffix = "" if channels == "both" else f",{channels}"
+        self.name = name or f"{agent.label}(rho={self.rho:.2f}{suffix})"
+        self.stats = SeatStats()
+
+    def act(self, observation: Observation) -> Action:
+        return self.batch_policy.act_batch([self], [observation])[0]
+
+
+class JanusAgent:
+    """A model, its tokenizer and the action constraint; answers decisions in batches."""
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        k: int = DEFAULT_K,
+        safety: bool = True,
+        temperature: float = 0.0,
+        seed: int = 0,
+        max_batch: int = 256,
+        label: str = "janus",
+    ) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.k = k
+        self.safety = safety
+        self.temperature = temperature
+        self.generator = torch.Generator().manual_seed(seed)
+        self.max_batch = max_batch
+        self.label = label
+        self.has_adapter = is_injected(model)
+        vocab = model.get_output_embeddings().weight.shape[0]
+        self.constraint = ActionConstraint(tokenizer, vocab)
+        self._prompt_cache: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        run_or_adapter_dir: str | Path,
+        base_model: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        safety: bool = True,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> JanusAgent:
+        """Load a trained adapter onto its base (fingerprint checked by the core loader)."""
+        from janus.checkpoint import load_hyperlora
+
+        adapter = resolve_adapter_dir(run_or_adapter_dir)
+        model, tokenizer, config = load_hyperlora(adapter, base_model, device=device)
+        return cls(
+            model,
+            tokenizer,
+            k=int(config.get("k", DEFAULT_K)),
+            safety=safety,
+            temperature=temperature,
+            seed=seed,
+        )
+
+    @classmethod
+    def from_base(
+        cls, base_model: str | Path, *, device: str = "cpu", safety: bool = True, k: int = DEFAULT_K
+    ) -> JanusAgent:
+        """The bare base model with the same prompt and constraint: the no-adapter baseline."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from janus.checkpoint import resize_for_tokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(base_model))
+        add_special_tokens(tokenizer)
+        model = AutoModelForCausalLM.from_pretrained(str(base_model))
+        resize_for_tokenizer(model, tokenizer)
+        return cls(model.to(device), tokenizer, k=k, safety=safety, label="base")
+
+    def seat(
+        self,
+        rho: float,
+        *,
+        channels: str = "both",
+        fixed_rho: float = 0.5,
+        name: str | None = None,
+    ) -> JanusSeat:
+        """A fresh seat for one episode at this ρ."""
+        return JanusSeat(self, rho, channels=channels, fixed_rho=fixed_rho, name=name)
+
+    # ------------------------------------------------------------------------ acting
+
+    def act(self, observation: Observation, rho: float) -> Action:
+        """One decision at ρ (convenience; evaluation uses seats and batches)."""
+        return self.seat(rho).act(observation)
+
+    def act_batch(
+        self, seats: Sequence[JanusSeat], observations: Sequence[Observation]
+    ) -> list[Action]:
+        """Answer many decisions; one forward pass per chunk of ``max_batch``."""
+        actions: list[Action] = []
+        for start in range(0, len(seats), self.max_batch):
+            stop = start + self.max_batch
+            actions.extend(self._act_chunk(seats[start:stop], observations[start:stop]))
+        return actions
+
+    def _encode(self, seat: JanusSeat, observation: Observation) -> list[int]:
+        prompt = build_prompt(prompt_state(observation), seat.text_rho, self.k)
+        ids = self._prompt_cache.get(prompt)
+        if ids is None:
+            ids = encode_prompt(self.tokenizer, prompt)
+            if len(self._prompt_cache) > 100_000:
+                self._prompt_cache.clear()
+            self._prompt_cache[prompt] = ids
+        return ids
+
+    def _decode(self, seats: Sequence[JanusSeat], prompts: list[list[int]], offer_only=None):
+        scope = None
+        if self.has_adapter:
+            rhos = torch.tensor([seat.gate_rho for seat in seats], dtype=torch.float32)
+            scope = rho_context(self.model, rhos)
+        return constrained_decode(
+            self.model,
+            self.constraint,
+            prompts,
+            pad_id=self.tokenizer.pad_token_id,
+            rho_scope=scope,
+            temperature=self.temperature,
+            generator=self.generator,
+            offer_only=offer_only,
+        )
+
+    def _act_chunk(
+        self, seats: Sequence[JanusSeat], observations: Sequence[Observation]
+    ) -> list[Action]:
+        prompts = [self._encode(s, o) for s, o in zip(seats, observations, strict=True)]
+        texts = self._decode(seats, prompts)
+        parsed = [parse_action(text) for text in texts]
+        refused = [
+            self.safety
+            and p.kind == "ACCEPT"
+            and o.standing_offer is not None
+            and not o.is_acceptable(o.standing_offer)
+            for p, o in zip(parsed, observations, strict=True)
+        ]
+        if any(refused):
+            rows = [i for i, r in enumerate(refused) if r]
+            again = self._decode(
+                [seats[i] for i in rows], [prompts[i] for i in rows], offer_only=[True] * len(rows)
+            )
+            for row, text in zip(rows, again, strict=True):
+                parsed[row] = parse_action(text)
+                seats[row].stats.safety_refused_accepts += 1
+        actions = []
+        for seat, observation, action in zip(seats, observations, parsed, strict=True):
+            seat.stats.decisions += 1
+            if action.kind == "ACCEPT":
+                actions.append(Action.accept())
+                continue
+            price = observation.price_range.denorm(action.price_norm)
+            if self.safety and not observation.is_acceptable(price):
+                price = observation.reservation
+                seat.stats.safety_clamped_offers += 1
+            actions.append(Action.offer(price))
+        return actions
+
+
+def describe_action(action: Action, role: Role) -> str:
+    """Human-readable action for the terminal."""
+    return (
+        f"{role.value} accepts" if action.is_accept else f"{role.value} offers {action.price:.2f}"
+    )
+
+
+def agent_summary(agent: JanusAgent) -> dict[str, Any]:
+    """Facts about a loaded agent worth printing once."""
+    return {
+        "label": agent.label,
+        "adapter": agent.has_adapter,
+        "k": agent.k,
+        "safety": agent.safety,
+        "vocab": agent.constraint.vocab_size,
+    }
