@@ -29,22 +29,27 @@ TARGET_PREP_ROWS = 150_000.0
 
 _CHILD = r"""
 import json, resource, sys, time
+
+def cpu():
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
 kind, args = sys.argv[1], json.loads(sys.argv[2])
 if kind == "baseline":
     import janus.generate, janus.prepare  # noqa: F401  (imports only: the RSS floor)
     out = {}
 elif kind == "generate":
     from janus.generate import generate
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     s = generate(progress=False, **args)
-    out = {"seconds": time.perf_counter() - t, "episodes": s.episodes,
-           "records": s.records_written, "agreement_rate": s.agreement_rate,
-           "hist": s.rho_histogram}
+    out = {"seconds": time.perf_counter() - t, "cpu_seconds": cpu() - c, "episodes": s.episodes,
+           "records": s.records_written, "agreement_rate": s.agreement_rate}
 else:
     from janus.prepare import prepare
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     s = prepare(**args)
-    out = {"seconds": time.perf_counter() - t, "rows": s.total_rows,
+    out = {"seconds": time.perf_counter() - t, "cpu_seconds": cpu() - c, "rows": s.total_rows,
            "trajectories": s.total_trajectories}
 out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(out))
@@ -111,7 +116,7 @@ def main() -> None:
         eps = r["episodes"] / r["seconds"]
         print(
             f"  workers={workers}: {eps:>9,.0f} episodes/s  ({r['seconds']:.2f} s, "
-            f"{r['records']:,} records, {r['records'] / r['seconds']:,.0f} records/s)  "
+            f"{r['records']:,} records; {r['episodes'] / r['cpu_seconds']:,.0f} per CPU-second)  "
             f"x{eps / high:.1f}–x{eps / low:.1f} the research code"
         )
     eps2 = gen[2]["episodes"] / gen[2]["seconds"]
@@ -127,7 +132,8 @@ def main() -> None:
     )
     rows_s = prep["rows"] / prep["seconds"]
     print(
-        f"  {rows_s:>9,.0f} rows/s ({prep['seconds']:.2f} s)  x{rows_s / RESEARCH_PREP_ROWS:.1f} "
+        f"  {rows_s:>9,.0f} rows/s ({prep['seconds']:.2f} s; {prep['rows'] / prep['cpu_seconds']:,.0f}"
+        f" per CPU-second)  x{rows_s / RESEARCH_PREP_ROWS:.1f} "
         f"the research code; peak RSS {prep['max_rss_mb']:.0f} MB (research: "
         f"{RESEARCH_PREP_PEAK_GB:.1f} GB for 257k rows)"
     )

@@ -3,7 +3,9 @@
     python benchmarks/bench_hyperlora.py [--hidden 256 --layers 4 --batch 8 --seq 128]
 
 One tiny random Llama, one batch, every variant timed round-robin (so a load spike from a
-neighbour hits them all alike) after a warm-up; the median of the repeats is reported.
+neighbour hits them all alike, the order reversed every other round) after a warm-up; the
+median of the repeats is reported. One CPU thread by default: on a shared machine the ratios
+are far steadier than with threads that wait on each other.
 Targets: training step <= 1.10x PEFT LoRA (same rank and targets); merged-at-ρ = base within
 noise; unmerged HyperLoRA inference <= 1.15x base.
 """
@@ -51,8 +53,9 @@ def measure(
             run()
     sync(device)
     times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(repeats):
-        for name, run in variants.items():
+    for round_index in range(repeats):
+        order = list(variants.items())
+        for name, run in order if round_index % 2 == 0 else reversed(order):
             start = time.perf_counter()
             run()
             sync(device)
@@ -68,10 +71,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=128)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     base = build_base(args).eval()
     ids = torch.randint(0, args.vocab, (args.batch, args.seq), device=args.device)

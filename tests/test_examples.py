@@ -103,8 +103,12 @@ def test_add_special_tokens_is_idempotent_and_sets_pad() -> None:
 def test_add_special_tokens_resizes_the_model() -> None:
     tokenizer = gpt2_like()
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
     )
     model = LlamaForCausalLM(config)
     ids = add_special_tokens(tokenizer, model)
@@ -162,8 +166,11 @@ def test_labels_cover_exactly_the_target_and_eos(
 
 
 def prompt_of(tokenizer: PreTrainedTokenizerFast, example: TrainingExample) -> str:
-    prompt_ids = [int(i) for i, lab in zip(example.input_ids, example.labels, strict=True)
-                  if lab == IGNORE_INDEX]
+    prompt_ids = [
+        int(i)
+        for i, lab in zip(example.input_ids, example.labels, strict=True)
+        if lab == IGNORE_INDEX
+    ]
     assert prompt_ids[0] == tokenizer.bos_token_id
     return tokenizer.decode(prompt_ids[1:], skip_special_tokens=False)
 
@@ -171,8 +178,11 @@ def prompt_of(tokenizer: PreTrainedTokenizerFast, example: TrainingExample) -> s
 def test_dataset_outcome_mode(
     tiny_tokenizer: PreTrainedTokenizerFast, synthetic_decision_steps: Path
 ) -> None:
-    rows = [r for r in pq.read_table(synthetic_decision_steps / "decision_steps.parquet")
-            .to_pylist() if r["split"] == "train"]
+    rows = [
+        r
+        for r in pq.read_table(synthetic_decision_steps / "decision_steps.parquet").to_pylist()
+        if r["split"] == "train"
+    ]
     data = DecisionStepDataset(synthetic_decision_steps, "train", tiny_tokenizer)
     kept = [r for r in rows if r["rho_train"] != -1.0]
     assert 0 < len(kept) < len(rows)  # the fixture has impasses, and they are dropped
@@ -180,6 +190,9 @@ def test_dataset_outcome_mode(
     assert data.lengths == [len(e.input_ids) for e in data.examples]
     for row, example in zip(kept, data, strict=True):
         assert example.rho == canonical_rho(row["rho_train"])
+        single = encode_example(tiny_tokenizer, *row_prompt_and_target(row, example.rho))
+        assert example.input_ids.tolist() == list(single.input_ids)
+        assert example.labels.tolist() == list(single.labels)
         assert prompt_of(tiny_tokenizer, example) == build_prompt(
             PromptState.from_row(row), example.rho
         )
@@ -307,9 +320,7 @@ def test_sampler_resume_skips_batches() -> None:
 def test_sampler_ddp_shards_are_disjoint_and_rebuild_the_global_batch(n: int) -> None:
     lengths = random_lengths(n)
     single = LengthBucketedBatchSampler(lengths, 16, seed=5)
-    ranks = [
-        LengthBucketedBatchSampler(lengths, 8, seed=5, num_replicas=2, rank=r) for r in (0, 1)
-    ]
+    ranks = [LengthBucketedBatchSampler(lengths, 8, seed=5, num_replicas=2, rank=r) for r in (0, 1)]
     for sampler in (single, *ranks):
         sampler.set_epoch(1, start_batch=2)
     shards = [list(r) for r in ranks]

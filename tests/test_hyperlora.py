@@ -472,3 +472,23 @@ def test_hypernet_shapes_and_activation_ranges(activation):
         assert (column.abs() < 1).all()
     with pytest.raises(ValueError, match="activation"):
         RhoHyperNet(rank=2, activation="relu6")
+
+
+def test_cached_gates_follow_hypernet_updates_and_new_rho():
+    model = injected("llama")
+    ids = token_batch(batch=2)
+    set_rho(model, [0.3, 0.7])
+    with torch.no_grad():
+        first = model(ids).logits
+        assert torch.equal(model(ids).logits, first)  # served from the gate cache
+    layer = model.model.layers[0].self_attn.q_proj
+    with torch.no_grad():
+        layer.hypernet.net[4].bias.add_(3.0)  # in place, as an optimiser step would
+        changed = model(ids).logits
+        assert not torch.allclose(changed, first, atol=1e-4)
+        set_rho(model, [0.7, 0.3])
+        swapped = model(ids).logits
+    set_rho(model, [0.7, 0.3])
+    with torch.enable_grad():
+        torch.testing.assert_close(model(ids).logits, swapped, atol=1e-6, rtol=0)
+    torch.testing.assert_close(swapped[0], logits_at(model, ids[:1], 0.7)[0], atol=1e-5, rtol=0)

@@ -134,8 +134,17 @@ def test_prompt_shape_invariants() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(0.534, 0.53), (0.536, 0.54), (0.0, 0.0), (1.0, 1.0), (-1.0, -1.0), (0.999, 1.0),
-     (np.float32(0.25), 0.25), (np.float64(0.7), 0.7), (1, 1.0)],
+    [
+        (0.534, 0.53),
+        (0.536, 0.54),
+        (0.0, 0.0),
+        (1.0, 1.0),
+        (-1.0, -1.0),
+        (0.999, 1.0),
+        (np.float32(0.25), 0.25),
+        (np.float64(0.7), 0.7),
+        (1, 1.0),
+    ],
 )
 def test_canonical_rho(value: float, expected: float) -> None:
     assert canonical_rho(value) == expected
@@ -227,9 +236,24 @@ def test_parse_action_round_trips_every_target() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "accept", " ACCEPT", "ACCEPT\n", "ACCEPT ", "OFFER", "OFFER 0.42", "OFFER 0.42130",
-     "OFFER  0.4213", "OFFER 1.0001", "OFFER 1.5000", "OFFER -0.1000", "OFFER .4213",
-     "OFFER 0,4213", "ACCEPTOFFER 0.1000", "OFFER 0.4213</s>"],
+    [
+        "",
+        "accept",
+        " ACCEPT",
+        "ACCEPT\n",
+        "ACCEPT ",
+        "OFFER",
+        "OFFER 0.42",
+        "OFFER 0.42130",
+        "OFFER  0.4213",
+        "OFFER 1.0001",
+        "OFFER 1.5000",
+        "OFFER -0.1000",
+        "OFFER .4213",
+        "OFFER 0,4213",
+        "ACCEPTOFFER 0.1000",
+        "OFFER 0.4213</s>",
+    ],
 )
 def test_parse_action_is_strict(text: str) -> None:
     assert not OUTPUT_PATTERN.fullmatch(text)

@@ -113,8 +113,13 @@ def test_pretrained_base_loads_with_auto_classes(
 
     # The saved weights are the trained ones: the loaded model reproduces the recorded loss.
     val = DecisionStepDataset(
-        synthetic_decision_steps, "val", loaded_tok, include_failures=True, rho_mode="blind",
-        seed=1, limit=32,
+        synthetic_decision_steps,
+        "val",
+        loaded_tok,
+        include_failures=True,
+        rho_mode="blind",
+        seed=1,
+        limit=32,
     )
     loss = tiny.evaluate_loss(model, list(val), ExampleCollator(loaded_tok.pad_token_id))
     assert loss == pytest.approx(results["eval_loss_final"], rel=1e-5)
@@ -157,12 +162,13 @@ def test_pretraining_is_deterministic(
     base_dir: Path, synthetic_decision_steps: Path, tmp_path: Path
 ) -> None:
     again = tiny.pretrain_tiny_base(synthetic_decision_steps, tmp_path / "again", **SHORT)
-    first, second = load_file(base_dir / "model.safetensors"), load_file(again / "model.safetensors")
+    first, second = (
+        load_file(base_dir / "model.safetensors"),
+        load_file(again / "model.safetensors"),
+    )
     assert first.keys() == second.keys()
     for name in first:
         assert torch.equal(first[name], second[name]), name
-    other = tiny.pretrain_tiny_base(
-        synthetic_decision_steps, tmp_path / "other", **SHORT, seed=1
-    )
+    other = tiny.pretrain_tiny_base(synthetic_decision_steps, tmp_path / "other", **SHORT, seed=1)
     third = load_file(other / "model.safetensors")
     assert any(not torch.equal(first[name], third[name]) for name in first)

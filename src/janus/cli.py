@@ -52,6 +52,119 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@app.command("generate")
+@friendly_errors
+def generate_command(
+    out: Annotated[Path, typer.Option(help="Output JSONL file.")] = Path("episodes.jsonl"),
+    episodes: Annotated[int, typer.Option(help="Number of episodes to play.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    workers: Annotated[int, typer.Option(help="Worker processes (same bytes for any count).")] = 1,
+    include_impasse: Annotated[
+        bool, typer.Option(help="Keep impasse episodes (rho = -1.0) in the file.")
+    ] = False,
+    strategies: Annotated[
+        str | None, typer.Option(help="Comma-separated strategy pool (default: training pool).")
+    ] = None,
+    include_held_out: Annotated[
+        bool, typer.Option(help="Also draw the held-out strategies (kept for evaluation).")
+    ] = False,
+    zopa_width: Annotated[
+        str | None, typer.Option(help="ZOPA width: 'W' fixed (500 = research code) or 'LO:HI'.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Play scripted negotiations and write one JSON record per decision step.
+
+    Buyer and seller strategies are drawn uniformly per episode, the first mover is balanced,
+    and every record carries the episode's outcome rho. See docs/DATA.md for the schema.
+    """
+    from janus.generate import generate
+
+    pool = [s.strip() for s in strategies.split(",") if s.strip()] if strategies else None
+    summary = generate(
+        out,
+        episodes=episodes,
+        seed=seed,
+        workers=workers,
+        include_impasse=include_impasse,
+        strategies=pool,
+        include_held_out=include_held_out,
+        zopa_width=zopa_width,
+        overwrite=overwrite,
+    )
+    typer.echo(summary.format())
+
+
+@app.command("prepare")
+@friendly_errors
+def prepare_command(
+    source: Annotated[Path, typer.Argument(help="JSONL written by `janus generate`.")],
+    out: Annotated[Path, typer.Option(help="Output directory for the Parquet tables.")] = Path(
+        "prepared"
+    ),
+    k: Annotated[int, typer.Option(help="Offers of history kept per step.")] = 8,
+    val_fraction: Annotated[float, typer.Option(help="Share of trajectories for val.")] = 0.05,
+    test_fraction: Annotated[float, typer.Option(help="Share of trajectories for test.")] = 0.05,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip bad trajectories (and report why) instead of stopping.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+) -> None:
+    """Validate the JSONL and write decision_steps / trajectory_outcomes Parquet tables.
+
+    Splits are drawn per trajectory (a hash of its id), so no trajectory straddles train and
+    val. A malformed record stops with FILE:LINE: field and nothing is written.
+    """
+    from janus.prepare import prepare
+
+    summary = prepare(
+        source,
+        out,
+        k=k,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        skip_invalid=skip_invalid,
+        overwrite=overwrite,
+        progress=True,
+    )
+    typer.echo(summary.format())
+
+
+@app.command("play")
+@friendly_errors
+def play_command(
+    run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
+    rho: Annotated[float, typer.Option(help="Where Janus aims in the ZOPA (0 buyer .. 1 seller).")],
+    role: Annotated[str, typer.Option(help="Janus's side: buyer or seller.")] = "seller",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the scenario (reservations, first mover).")
+    ] = 0,
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
+    ] = None,
+    no_safety: Annotated[bool, typer.Option(help="Disable Janus's safety rules.")] = False,
+) -> None:
+    """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
+    from janus.agent import JanusAgent
+    from janus.domain import Role
+    from janus.play import PlayerQuit, play_game
+
+    if role not in ("buyer", "seller"):
+        raise ValueError(f"--role must be buyer or seller, got {role!r}")
+    agent = JanusAgent.from_pretrained(run, base_model, safety=not no_safety)
+    try:
+        play_game(
+            agent,
+            rho=rho,
+            janus_role=Role(role),
+            input_stream=sys.stdin,
+            output=sys.stdout,
+            seed=seed,
+        )
+    except PlayerQuit:
+        typer.echo("\nbye")
+
+
 @app.command("strategies")
 def strategies_command(
     held_out: Annotated[bool, typer.Option(help="List only the default held-out set.")] = False,

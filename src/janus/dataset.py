@@ -230,13 +230,17 @@ def serialize_trajectory(
     )
     head = f'{{"schema_version":{SCHEMA_VERSION},"trajectory_id":{_jstr(trajectory_id)},"step":'
     price_part = f',"price_low":{_num(pr.low)},"price_high":{_num(pr.high)},"last_offer_price":'
-    own: dict[Role, str] = {}
+    clock = f',"max_turns":{max_turns},"turns_remaining":'
+    # per role: the text before the turn, the text between turns_remaining and the last
+    # offer (own reservation and the price range), and the start of its history entries
+    parts: dict[Role, tuple[str, str, str]] = {}
     for role in (Role.BUYER, Role.SELLER):
         reservation = scenario.reservation(role)
-        own[role] = (
-            f'","turn":%d,"max_turns":{max_turns},"turns_remaining":%d,'
-            f'"reservation_price":{_num(reservation)},'
-            f'"reservation_norm":{_num(pr.norm(reservation))}{price_part}'
+        parts[role] = (
+            f',"role":"{role.value}","turn":',
+            f',"reservation_price":{_num(reservation)},'
+            f'"reservation_norm":{_num(pr.norm(reservation))}{price_part}',
+            f'{{"role":"{role.value}","price":',
         )
     lines: list[str] = []
     history = ""
@@ -245,35 +249,33 @@ def serialize_trajectory(
     offer_kind = ActionKind.OFFER
     for index, step in enumerate(steps):
         obs = step.observation
-        if not step.valid:
-            raise ValueError(
-                f"trajectory {trajectory_id!r} step {index} is an invalid action "
-                f"({step.error}); datasets hold valid trajectories only"
-            )
         turn = obs.turn
-        if turn != index + 1 or len(obs.history) != offers:
+        if not step.valid or turn != index + 1 or len(obs.history) != offers:
             raise ValueError(
-                f"trajectory {trajectory_id!r} step {index}: the observation does not match "
-                "the actions before it"
+                f"trajectory {trajectory_id!r} step {index}: "
+                + (
+                    f"an invalid action ({step.error}); datasets hold valid trajectories only"
+                    if not step.valid
+                    else "the observation does not match the actions before it"
+                )
             )
-        role = obs.role
+        before_turn, own, entry_head = parts[obs.role]
         action = step.action
         if action.kind is offer_kind:
-            price = _num(action.price)
-            act = f'"OFFER","offer_price":{price}'
-        else:
-            price = None
-            act = '"ACCEPT","offer_price":null'
-        lines.append(
-            f'{head}{index},"role":"{role.value}'
-            + own[role] % (turn, max_turns - turn)
-            + f'{last},"history":[{history}],"action":{act}{tail}'
-        )
-        if price is not None:
-            entry = f'{{"role":"{role.value}","price":{price}}}'
-            history = f"{history},{entry}" if history else entry
+            value = action.price
+            price = _float_repr(value) if type(value) is float else _num(value)
+            lines.append(
+                f"{head}{index}{before_turn}{turn}{clock}{max_turns - turn}{own}{last}"
+                f',"history":[{history}],"action":"OFFER","offer_price":{price}{tail}'
+            )
+            history = f"{history},{entry_head}{price}}}" if offers else f"{entry_head}{price}}}"
             last = price
             offers += 1
+        else:
+            lines.append(
+                f"{head}{index}{before_turn}{turn}{clock}{max_turns - turn}{own}{last}"
+                f',"history":[{history}],"action":"ACCEPT","offer_price":null{tail}'
+            )
     return "".join(lines)
 
 
@@ -864,12 +866,19 @@ class DatasetReader:
                 self.skipped_lines += len(state.records)
                 state = None
 
-        with open(path, encoding="utf-8", newline="\n") as handle:
-            for lineno, raw in enumerate(handle, 1):
+        with open(path, "rb") as handle:
+            for lineno, data in enumerate(handle, 1):
                 self.lines_read = lineno
-                if not raw.strip():
+                if not data.strip():
                     continue
+                raw = data.decode("utf-8", "replace")
                 try:
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise _Invalid(
+                            None, "malformed line (not UTF-8)", "malformed_json"
+                        ) from None
                     record = parse_line(raw)
                 except _Invalid as err:
                     tid = err.trajectory_id or guess_trajectory_id(raw)

@@ -156,12 +156,13 @@ def encode_target(tokenizer: Any, target: str) -> list[int]:
 
 def encode_example(tokenizer: Any, prompt: str, target: str) -> EncodedExample:
     """Concatenate :func:`encode_prompt` and :func:`encode_target`; label the target only."""
-    prompt_ids = encode_prompt(tokenizer, prompt)
-    target_ids = encode_target(tokenizer, target)
-    return EncodedExample(
-        input_ids=tuple(prompt_ids + target_ids),
-        labels=tuple([IGNORE_INDEX] * len(prompt_ids) + target_ids),
-    )
+    input_ids, labels = _join(encode_prompt(tokenizer, prompt), encode_target(tokenizer, target))
+    return EncodedExample(input_ids=tuple(input_ids), labels=tuple(labels))
+
+
+def _join(prefix: list[int], answer: list[int]) -> tuple[list[int], list[int]]:
+    """input_ids = prefix + answer; labels = −100 over the prefix, the answer ids after it."""
+    return prefix + answer, [IGNORE_INDEX] * len(prefix) + answer
 
 
 # ------------------------------------------------------------------------------ dataset
@@ -272,27 +273,25 @@ class DecisionStepDataset(torch.utils.data.Dataset):
         prompts: list[str] = []
         targets: list[str] = []
         for row in rows:
-            if rho_mode == "blind":
-                rho = draw_blind_rho(rng)
-            else:
-                rho = canonical_rho(row["rho_train"])
+            blind = rho_mode == "blind"
+            rho = draw_blind_rho(rng) if blind else canonical_rho(row["rho_train"])
             prompt, target = row_prompt_and_target(row, rho, k)
             rhos.append(rho)
             prompts.append(prompt)
             targets.append(target)
-        # Batch-tokenise (fast), then assemble exactly as encode_example does.
+        # Batch-tokenise (much faster than one call per row), then join exactly as
+        # encode_example does: [BOS?] + prompt ids | target ids + EOS.
         bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
         eos = tokenizer.eos_token_id
         prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
         target_ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
         self.examples: list[TrainingExample] = []
         for p_ids, t_ids, rho in zip(prompt_ids, target_ids, rhos, strict=True):
-            prefix = bos + list(p_ids)
-            answer = [*t_ids, eos]
+            input_ids, labels = _join(bos + list(p_ids), [*t_ids, eos])
             self.examples.append(
                 TrainingExample(
-                    input_ids=np.asarray(prefix + answer, dtype=np.int64),
-                    labels=np.asarray([IGNORE_INDEX] * len(prefix) + answer, dtype=np.int64),
+                    input_ids=np.asarray(input_ids, dtype=np.int64),
+                    labels=np.asarray(labels, dtype=np.int64),
                     rho=rho,
                 )
             )

@@ -29,9 +29,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from janus import strategies as registry
 from janus.dataset import SCHEMA_VERSION, DatasetWriter, check_output_file, serialize_trajectory
 from janus.domain import DomainConfig, Role, ZopaWidth, sample_scenario
 from janus.episode import Match, run_episode
+from janus.strategies import create_strategy
 
 __all__ = [
     "GenerationPlan",
@@ -60,8 +62,6 @@ def resolve_pool(
     ``include_held_out`` is an error, so evaluation opponents never leak into training data
     by accident. Unknown names raise :class:`ValueError` listing the valid ones.
     """
-    from janus import strategies as registry
-
     held_out = set(registry.held_out_pool())
     if strategies is None:
         pool = list(registry.training_pool())
@@ -162,8 +162,6 @@ def make_match(plan: GenerationPlan, index: int) -> tuple[Match, str, str, int]:
     The episode seed draws, in this order: the buyer's strategy, the seller's (independently
     and uniformly from the pool), the scenario, then each strategy's own seed.
     """
-    from janus.strategies import create_strategy
-
     seed = episode_seed(plan.seed, index)
     rng = random.Random(seed)
     pool = plan.pool

@@ -151,7 +151,8 @@ def _resolved_rho(root: nn.Module, device: torch.device, name: str) -> tuple[Ten
     value = root.__dict__.get("current_rho")
     if value is None:
         raise RuntimeError(_NO_RHO.format(name=name))
-    version = getattr(value, "_version", None)
+    # Inference tensors keep no version counter (and cannot be changed outside inference mode).
+    version = value._version if isinstance(value, Tensor) and not value.is_inference() else None
     cached = root.__dict__.get("_hyperlora_rho_cache")
     if cached is not None and cached[0] is value and cached[1] == version and cached[2] == device:
         return cached[3]
@@ -294,6 +295,7 @@ class HyperLoRALinear(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.module_name = name
         self._rho_getter = rho_getter
+        self._gate_cache: tuple[Tensor, tuple[tuple[int, int], ...], Tensor] | None = None
         self.train(base_layer.training)  # a fresh Dropout is in training mode: follow the model
 
     def gate(self, rho: RhoLike) -> Tensor:
@@ -305,6 +307,26 @@ class HyperLoRALinear(nn.Module):
         gate = self.gate(rho)[0] * self.scaling
         delta = self.lora_B @ (gate.unsqueeze(-1) * self.lora_A)
         return delta.t() if self.fan_in_fan_out else delta
+
+    def _scaled_gate(self, rho: Tensor) -> Tensor:
+        """(α/r) g(ρ); without autograd, reused while ρ and the hypernet are unchanged.
+
+        Generation runs one forward per new token at the same ρ: recomputing 3 small matmuls
+        per layer per step is a visible share of a decode step. The cache key is the ρ tensor
+        itself plus the version and storage of every hypernet parameter, so an optimiser step,
+        a state load or a move to another device invalidates it. With autograd on, g is always
+        recomputed (the graph needs it).
+        """
+        if torch.is_grad_enabled():
+            self._gate_cache = None
+            return self.hypernet(rho) * self.scaling
+        key = tuple((p._version, p.data_ptr()) for p in self.hypernet.parameters())
+        cached = self._gate_cache
+        if cached is not None and cached[0] is rho and cached[1] == key:
+            return cached[2]
+        gate = self.hypernet(rho) * self.scaling
+        self._gate_cache = (rho, key, gate)
+        return gate
 
     def forward(self, x: Tensor) -> Tensor:
         result = self.base_layer(x)
@@ -318,7 +340,7 @@ class HyperLoRALinear(nn.Module):
                 f"(layer {self.module_name!r}): give one ρ per example, one float for the whole "
                 "batch, or set_rho(model, rho, num_beams=k) for beam search"
             )
-        gate = self.hypernet(rho) * self.scaling  # [B or 1, r], once per layer per forward
+        gate = self._scaled_gate(rho)  # [B or 1, r], once per layer per forward
         hidden = F.linear(self.dropout(x.to(a.dtype)), a)  # [B, ..., r]
         hidden = hidden * gate.view(gate.shape[0], *([1] * (hidden.dim() - 2)), self.rank)
         if result.dtype == a.dtype:  # fuse "+ delta" into the GEMM: one pass less over y

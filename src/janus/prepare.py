@@ -35,6 +35,7 @@ Splits
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import json
@@ -142,6 +143,12 @@ TRAJECTORY_OUTCOMES_SCHEMA = pa.schema(
     ]
 )
 """Columns of ``trajectory_outcomes.parquet`` (reservations as the records of each side show)."""
+
+# low-cardinality columns: dictionary-encoded in Parquet (ids and prices would only pay for it)
+_DICTIONARY_COLUMNS = [
+    "role", "history_roles", "target_action", "split", "outcome", "buyer_strategy",
+    "seller_strategy", "first_mover",
+]  # fmt: skip
 
 _HISTORY_TYPE = pa.list_(pa.struct([("role", pa.string()), ("price", pa.float64())]))
 _ARROW_KIND = {
@@ -332,7 +339,10 @@ class _Reader:
             newlines = raw.obj.count(b"\n", 0, len(raw))
             lines_in_block = newlines + (0 if raw[-1] == 10 else 1)
             self.lines_read = first_line + lines_in_block - 1
+            table = None
             try:
+                if not _is_utf8(raw):
+                    raise pa.ArrowInvalid("not UTF-8")  # let the Python pass name the line
                 table = pajson.read_json(
                     pa.BufferReader(pa.py_buffer(raw)),
                     read_options=_READ_OPTIONS,
@@ -391,6 +401,17 @@ class _Reader:
             raise DataValidationError(
                 self.path, None, None, f"cannot convert records: {exc}"
             ) from None
+
+
+def _is_utf8(raw: memoryview) -> bool:
+    data = raw.obj if len(raw) == len(raw.obj) else bytes(raw)
+    if data.isascii():  # what Janus writes: checked at memory speed
+        return True
+    try:
+        codecs.decode(data, "utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _prefetch(blocks: Iterator[_Block], depth: int = 2) -> Iterator[_Block]:
@@ -993,7 +1014,8 @@ class _Processor:
         n = t.num_rows
         if n == 0:
             return None
-        tid = _col(t, "trajectory_id")
+        # a line without an id belongs to the trajectory in flight (as for the reader)
+        tid = _filled_ids(t)
         new_run = np.ones(n, dtype=bool)
         if n > 1:
             diff = pc.not_equal(tid.slice(1), tid.slice(0, n - 1))
@@ -1276,10 +1298,18 @@ def prepare(
         temp_dir.mkdir()
         with contextlib.ExitStack() as stack:
             steps_writer = stack.enter_context(
-                pq.ParquetWriter(temp_dir / DECISION_STEPS_FILE, DECISION_STEPS_SCHEMA)
+                pq.ParquetWriter(
+                    temp_dir / DECISION_STEPS_FILE,
+                    DECISION_STEPS_SCHEMA,
+                    use_dictionary=_DICTIONARY_COLUMNS,
+                )
             )
             outcomes_writer = stack.enter_context(
-                pq.ParquetWriter(temp_dir / TRAJECTORY_OUTCOMES_FILE, TRAJECTORY_OUTCOMES_SCHEMA)
+                pq.ParquetWriter(
+                    temp_dir / TRAJECTORY_OUTCOMES_FILE,
+                    TRAJECTORY_OUTCOMES_SCHEMA,
+                    use_dictionary=_DICTIONARY_COLUMNS,
+                )
             )
             carry: pa.Table | None = None
             carry_lines = np.empty(0, dtype=np.int64)
@@ -1346,13 +1376,18 @@ def prepare(
     return summary
 
 
+def _filled_ids(table: pa.Table) -> pa.Array:
+    tid = _col(table, "trajectory_id")
+    return pc.fill_null_forward(tid) if tid.null_count else tid
+
+
 def _last_run_start(table: pa.Table) -> int:
     """Row where the last trajectory of ``table`` starts (it may continue in the next block)."""
-    tid = _col(table, "trajectory_id")
+    tid = _filled_ids(table)
     n = len(tid)
     last = tid[n - 1]
     if not last.is_valid:
-        return n - 1
+        return 0
     differs = pc.fill_null(pc.not_equal(tid, last), True).to_numpy(zero_copy_only=False)
     before = np.flatnonzero(differs)
     return int(before[-1]) + 1 if len(before) else 0

@@ -1,0 +1,181 @@
+"""The report's figures (matplotlib, Agg backend: no display needed), drawn from the summary.
+
+- ``calibration.png``: achieved vs requested ρ with 95% intervals and the y = x line; left,
+  held-out / in-pool / all opponents; right, the channel ablations on the headline set.
+- ``utility.png``: mean normalised utility per configuration with 95% intervals, and a
+  configuration × opponent heat map.
+- ``concession.png``: mean position of Janus's offers in the ZOPA vs turn, for several ρ*.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot; no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+__all__ = ["PLOT_FILES", "plot_calibration", "plot_concession", "plot_utility", "write_plots"]
+
+PLOT_FILES = {
+    "calibration": "calibration.png",
+    "utility": "utility.png",
+    "concession": "concession.png",
+}
+SUBSET_LABELS = {"held_out": "held-out opponents", "in_pool": "in-pool opponents", "all": "all"}
+CHANNEL_LABELS = {"both": "text + weights", "text": "text only", "weights": "weights only"}
+
+
+def _nan(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _curve(ax, block: dict[str, Any], label: str, color, offset: float = 0.0) -> None:
+    curve = block["curve"]
+    x = np.array([p["rho"] for p in curve]) + offset
+    y = np.array([_nan(p["mean_achieved"]) for p in curve])
+    low = np.array([_nan(p["ci_low"]) for p in curve])
+    high = np.array([_nan(p["ci_high"]) for p in curve])
+    err = np.vstack([np.clip(y - low, 0, None), np.clip(high - y, 0, None)])
+    mae = block.get("mae")
+    text = f"{label} (MAE {mae:.3f})" if mae is not None and not math.isnan(mae) else label
+    ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.5, color=color, label=text)
+
+
+def _calibration_axes(ax, title: str) -> None:
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="y = x")
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_xlabel("requested ρ*")
+    ax.set_ylabel("achieved ρ (mean over agreements)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+
+
+def plot_calibration(summary: dict[str, Any], path: Path) -> Path | None:
+    ablations = summary.get("ablations") or {}
+    if not ablations.get("both"):
+        return None
+    headline = summary.get("headline_set", "all")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
+    colors = plt.get_cmap("tab10")
+    for i, subset in enumerate(("held_out", "in_pool", "all")):
+        block = ablations["both"].get(subset)
+        if block:
+            _curve(left, block, SUBSET_LABELS[subset], colors(i), offset=(i - 1) * 0.008)
+    _calibration_axes(left, "Calibration (text + weights)")
+    for i, channels in enumerate(("both", "text", "weights")):
+        block = (ablations.get(channels) or {}).get(headline)
+        if block:
+            _curve(right, block, CHANNEL_LABELS[channels], colors(i + 3), offset=(i - 1) * 0.008)
+    _calibration_axes(right, f"Channel ablations ({SUBSET_LABELS[headline]})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
+    configurations = summary.get("configurations") or {}
+    if not configurations:
+        return None
+    names = list(configurations)
+    opponents = list(summary["run"]["opponents"])
+    held = set(summary["run"].get("held_out_opponents", []))
+    fig, (bars, heat) = plt.subplots(
+        1,
+        2,
+        figsize=(7 + 0.45 * len(opponents), 1.5 + 0.32 * len(names)),
+        gridspec_kw={"width_ratios": [1, max(1.5, len(opponents) / 8)]},
+    )
+    y = np.arange(len(names))
+    means = np.array([_nan(configurations[n].get("utility")) for n in names])
+    ci = np.array([[_nan(v) for v in configurations[n].get("utility_ci", [None, None])] for n in names])
+    err = np.vstack([np.clip(means - ci[:, 0], 0, None), np.clip(ci[:, 1] - means, 0, None)])
+    colors = ["tab:blue" if configurations[n]["kind"] == "janus" else
+              "tab:orange" if configurations[n]["kind"] == "base" else "tab:grey" for n in names]  # fmt: skip
+    bars.barh(y, means, xerr=err, color=colors, capsize=2)
+    bars.set_yticks(y, names, fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlabel("mean normalised utility (impasse = 0), 95% CI")
+    bars.set_title("Utility by configuration (all opponents)")
+    bars.grid(axis="x", alpha=0.3)
+
+    grid = np.array(
+        [
+            [_nan(configurations[n]["by_opponent"].get(o, {}).get("utility")) for o in opponents]
+            for n in names
+        ]
+    )
+    image = heat.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+    heat.set_xticks(
+        np.arange(len(opponents)),
+        [f"{o}*" if o in held else o for o in opponents],
+        rotation=70,
+        ha="right",
+        fontsize=7,
+    )
+    heat.set_yticks(y, names, fontsize=8)
+    heat.set_title("Utility by opponent (* held out)")
+    fig.colorbar(image, ax=heat, fraction=0.03, pad=0.02)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pick(keys: list[str], targets=(0.0, 0.2, 0.5, 0.8, 1.0)) -> list[str]:
+    values = sorted(keys, key=float)
+    chosen: list[str] = []
+    for t in targets:
+        best = min(values, key=lambda k: abs(float(k) - t))
+        if best not in chosen:
+            chosen.append(best)
+    return chosen
+
+
+def plot_concession(summary: dict[str, Any], path: Path) -> Path | None:
+    concession = summary.get("concession") or {}
+    if not any(concession.get(role) for role in ("buyer", "seller")):
+        return None
+    turns = np.array(concession["turns"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    cmap = plt.get_cmap("coolwarm")
+    for ax, role in zip(axes, ("buyer", "seller"), strict=True):
+        curves = concession.get(role) or {}
+        if curves:
+            for key in _pick(list(curves)):
+                values = np.array([_nan(v) for v in curves[key]])
+                color = cmap(float(key))
+                ax.plot(turns, values, marker="o", ms=3, color=color, label=f"ρ* = {key}")
+                ax.axhline(float(key), color=color, ls=":", lw=1)
+        ax.axhspan(0.0, 1.0, color="grey", alpha=0.08)
+        ax.set_title(f"Janus as {role}")
+        ax.set_xlabel("turn")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("offer position in the ZOPA (0 = SellerMin, 1 = BuyerMax)")
+    fig.suptitle("Concession curves (mean of Janus's offers; dotted: ρ*; band: ZOPA)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_plots(summary: dict[str, Any], directory: Path) -> dict[str, Path]:
+    """Draw every figure that the summary has data for; returns name → path."""
+    drawn: dict[str, Path] = {}
+    for name, function in (
+        ("calibration", plot_calibration),
+        ("utility", plot_utility),
+        ("concession", plot_concession),
+    ):
+        path = function(summary, Path(directory) / PLOT_FILES[name])
+        if path is not None:
+            drawn[name] = path
+    return drawn

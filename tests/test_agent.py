@@ -1,0 +1,273 @@
+"""JanusAgent: batching changes nothing, safety rules intervene and are counted, channels."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from janus.agent import JanusAgent, prompt_state, resolve_adapter_dir
+from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
+from janus.domain import DomainConfig, Observation, Offer, PriceRange, Role, sample_scenario
+from janus.episode import Match, run_episode, run_episodes
+from janus.examples import add_special_tokens
+from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers
+from janus.play import PlayerQuit, play_game
+from janus.strategies import create_strategy
+from janus.tiny import build_model, build_tokenizer
+
+
+def _model_and_tokenizer(seed: int = 0):
+    tokenizer = build_tokenizer()
+    token_ids = add_special_tokens(tokenizer)
+    model = build_model("tiny", tokenizer, seed=seed)
+    resize_for_tokenizer(model, tokenizer)
+    inject_hyperlora(model, rank=4, alpha=8, hyper_hidden=8, trainable_token_ids=token_ids)
+    # A trained adapter has B != 0; give it random B so that ρ changes the output.
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _, layer in iter_hyperlora_layers(model):
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.5)
+    return model, tokenizer
+
+
+@pytest.fixture(scope="module")
+def agent() -> JanusAgent:
+    model, tokenizer = _model_and_tokenizer()
+    return JanusAgent(model, tokenizer)
+
+
+def _observation(role: Role, turn: int = 4, standing: float | None = 700.0) -> Observation:
+    history = (
+        Offer(Role.SELLER, 1100.0, 1),
+        Offer(Role.BUYER, 500.0, 2),
+        Offer(Role.SELLER, 900.0, 3),
+    )
+    if standing is not None:
+        history = (*history, Offer(role.opponent, standing, turn - 1))
+    return Observation(
+        role=role,
+        reservation=800.0 if role is Role.BUYER else 600.0,
+        price_range=PriceRange(),
+        turn=turn,
+        max_turns=20,
+        standing_offer=standing,
+        history=history,
+    )
+
+
+def test_prompt_state_normalises_prices_and_keeps_the_history_order() -> None:
+    state = prompt_state(_observation(Role.BUYER))
+    assert state.reservation_norm == pytest.approx((800 - 200) / 1300)
+    assert [r for r, _ in state.history] == ["seller", "buyer", "seller", "seller"]
+    assert state.last_offer_norm == pytest.approx((700 - 200) / 1300)
+
+
+def test_batched_decisions_equal_one_by_one(agent: JanusAgent) -> None:
+    rng = random.Random(0)
+    observations = [
+        _observation(rng.choice([Role.BUYER, Role.SELLER]), standing=rng.uniform(400, 1000))
+        for _ in range(12)
+    ]
+    rhos = [rng.random() for _ in observations]
+    seats = [agent.seat(r) for r in rhos]
+    batched = agent.act_batch(seats, observations)
+    alone = [agent.act(o, r) for o, r in zip(observations, rhos, strict=True)]
+    assert batched == alone
+    assert all(s.stats.decisions == 1 for s in seats)
+
+
+def test_each_seat_rho_reaches_the_adapters_and_the_prompt(agent: JanusAgent) -> None:
+    seen: list[torch.Tensor] = []
+    hook = agent.model.register_forward_pre_hook(
+        lambda module, args: seen.append(module.current_rho.clone())
+    )
+    try:
+        seats = [agent.seat(0.0), agent.seat(0.37), agent.seat(1.0, channels="text")]
+        observations = [_observation(Role.SELLER, standing=s) for s in (400.0, 650.0, 900.0)]
+        agent.act_batch(seats, observations)
+    finally:
+        hook.remove()
+    assert seen, "the model was never called"
+    expected = [0.0, 0.37, 0.5]
+    full = [rho.flatten().tolist() for rho in seen if rho.numel() == 3]
+    assert full and all(rho == pytest.approx(expected) for rho in full)
+    # Smaller forwards are safety re-decodes of refused ACCEPTs: their ρ are a subset.
+    for rho in seen:
+        assert all(any(abs(v - e) < 1e-6 for e in expected) for v in rho.flatten().tolist())
+    prompt = agent.tokenizer.decode(agent._encode(seats[1], observations[1]))
+    assert "<RHO> 0.37" in prompt
+
+
+def test_channels_decouple_text_and_gate_rho(agent: JanusAgent) -> None:
+    text_only = agent.seat(0.9, channels="text", fixed_rho=0.5)
+    weights_only = agent.seat(0.9, channels="weights", fixed_rho=0.5)
+    both = agent.seat(0.9)
+    assert (text_only.text_rho, text_only.gate_rho) == (0.9, 0.5)
+    assert (weights_only.text_rho, weights_only.gate_rho) == (0.5, 0.9)
+    assert (both.text_rho, both.gate_rho) == (0.9, 0.9)
+    with pytest.raises(ValueError, match="channels"):
+        agent.seat(0.5, channels="voice")
+    with pytest.raises(ValueError):
+        agent.seat(1.5)
+
+
+class _Scripted:
+    """Replaces the model's decoding with fixed answers, to exercise the safety rules."""
+
+    def __init__(self, first: list[str], offer_only_answer: str = "OFFER 0.9000") -> None:
+        self.first = first
+        self.offer_only_answer = offer_only_answer
+        self.calls: list[list[bool] | None] = []
+
+    def __call__(self, seats, prompts, offer_only=None):
+        self.calls.append(offer_only)
+        if offer_only is None:
+            return self.first[: len(prompts)]
+        return [self.offer_only_answer] * len(prompts)
+
+
+def test_unsafe_accept_is_refused_and_the_model_asked_again(agent: JanusAgent, monkeypatch) -> None:
+    # Buyer with reservation 800 facing a standing offer of 950: accepting would lose money.
+    fake = _Scripted(["ACCEPT"], offer_only_answer="OFFER 0.3000")
+    monkeypatch.setattr(agent, "_decode", fake)
+    seat = agent.seat(0.2)
+    [action] = agent.act_batch([seat], [_observation(Role.BUYER, standing=950.0)])
+    assert not action.is_accept
+    assert action.price == pytest.approx(200 + 0.3 * 1300)
+    assert fake.calls == [None, [True]]
+    assert seat.stats.safety_refused_accepts == 1
+
+
+def test_offers_past_the_reservation_are_clamped_and_counted(
+    agent: JanusAgent, monkeypatch
+) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted(["OFFER 0.9000", "OFFER 0.3000"]))
+    buyer, seller = agent.seat(0.5), agent.seat(0.5)
+    actions = agent.act_batch(
+        [buyer, seller], [_observation(Role.BUYER), _observation(Role.SELLER)]
+    )
+    assert actions[0].price == 800.0  # 0.9 -> 1370 is past the buyer's 800: clamped
+    assert actions[1].price == 600.0  # 0.3 -> 590 is below the seller's 600: clamped
+    assert buyer.stats.safety_clamped_offers == 1 and seller.stats.safety_clamped_offers == 1
+
+
+def test_without_safety_nothing_is_changed(monkeypatch) -> None:
+    model, tokenizer = _model_and_tokenizer()
+    research = JanusAgent(model, tokenizer, safety=False)
+    monkeypatch.setattr(research, "_decode", _Scripted(["OFFER 0.9000"]))
+    seat = research.seat(0.5)
+    [action] = research.act_batch([seat], [_observation(Role.BUYER)])
+    assert action.price == pytest.approx(200 + 0.9 * 1300)
+    assert seat.stats.safety_interventions == 0
+
+
+def test_accept_with_nothing_on_the_table_is_recorded_not_replaced(
+    agent: JanusAgent, monkeypatch
+) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted(["ACCEPT"] * 1))
+    scenario = sample_scenario(DomainConfig(), random.Random(1), Role.BUYER)
+    seat = agent.seat(0.5)
+    result = run_episode(Match(seat, create_strategy("linear", seed=1), scenario))
+    first = result.steps[0]
+    assert first.role is Role.BUYER and first.action.is_accept and not first.valid
+    assert result.invalid_actions(Role.BUYER) == 1
+    # The turn passed with no offer (nothing substituted); the seller then opened.
+    assert result.offers[0].role is Role.SELLER and result.offers[0].turn == 2
+
+
+def test_episodes_in_lockstep_equal_sequential_play(agent: JanusAgent) -> None:
+    def matches():
+        out = []
+        for i in range(6):
+            scenario = sample_scenario(
+                DomainConfig(), random.Random(i), Role.BUYER if i % 2 else Role.SELLER
+            )
+            seat = agent.seat(i / 5)
+            opponent = create_strategy("conceder", seed=i)
+            out.append(
+                Match(seat, opponent, scenario, i) if i < 3 else Match(opponent, seat, scenario, i)
+            )
+        return out
+
+    batched = run_episodes(matches())
+    sequential = [run_episode(m) for m in matches()]
+    assert [r.offers for r in batched] == [r.offers for r in sequential]
+    assert [r.outcome for r in batched] == [r.outcome for r in sequential]
+
+
+def test_from_pretrained_round_trip(tmp_path: Path) -> None:
+    model, tokenizer = _model_and_tokenizer(seed=4)
+    base_dir = tmp_path / "base"
+    base = build_model("tiny", build_tokenizer(), seed=4)
+    base.save_pretrained(base_dir)
+    build_tokenizer().save_pretrained(base_dir)
+    save_hyperlora_adapter(
+        model, tokenizer, tmp_path / "run" / "adapter", base_model_name_or_path=base_dir
+    )
+    assert resolve_adapter_dir(tmp_path / "run") == tmp_path / "run" / "adapter"
+    loaded = JanusAgent.from_pretrained(tmp_path / "run")
+    fresh = JanusAgent(model, tokenizer)
+    observations = [_observation(Role.SELLER, standing=s) for s in (500.0, 800.0)]
+    assert loaded.act_batch([loaded.seat(0.3)] * 2, observations) == fresh.act_batch(
+        [fresh.seat(0.3)] * 2, observations
+    )
+    with pytest.raises(FileNotFoundError):
+        resolve_adapter_dir(tmp_path)
+
+
+# ------------------------------------------------------------------------------------ play
+
+
+def test_play_a_whole_game_with_scripted_input(agent: JanusAgent) -> None:
+    # The person (buyer) types garbage and an out-of-range price, opens at 600, then accepts
+    # whatever Janus answers (if Janus has not accepted the 600 already).
+    typed = io.StringIO("ten euros\n99999\n600\n" + "accept\n" * 20)
+    out = io.StringIO()
+    result = play_game(
+        agent,
+        rho=0.5,
+        janus_role=Role.SELLER,
+        input_stream=typed,
+        output=out,
+        seed=3,
+        first_mover=Role.BUYER,
+    )
+    text = out.getvalue()
+    assert "You are the buyer" in text
+    assert "not understood: 'ten euros'" in text
+    assert "public range [200, 1500]" in text
+    assert "Janus (seller)" in text
+    assert result.episode.outcome.agreement
+    assert ("Deal at" in text) and ("Hidden reservations" in text)
+    assert result.episode.steps[0].action.price == 600.0
+
+
+def test_play_quit_and_end_of_input(agent: JanusAgent) -> None:
+    for typed in ("quit\n", ""):
+        with pytest.raises(PlayerQuit):
+            play_game(
+                agent,
+                rho=0.5,
+                janus_role=Role.SELLER,
+                input_stream=io.StringIO(typed),
+                output=io.StringIO(),
+                first_mover=Role.BUYER,
+            )
+
+
+def test_play_refuses_accept_with_nothing_to_accept(agent: JanusAgent) -> None:
+    out = io.StringIO()
+    with pytest.raises(PlayerQuit):
+        play_game(
+            agent,
+            rho=0.5,
+            janus_role=Role.SELLER,
+            input_stream=io.StringIO("accept\nquit\n"),
+            output=out,
+            first_mover=Role.BUYER,
+        )
+    assert "no offer to accept yet" in out.getvalue()
