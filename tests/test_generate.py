@@ -194,3 +194,24 @@ def test_default_pool_covers_the_dial(tmp_path: Path) -> None:
     fractions = summary.rho_fractions
     assert min(fractions) >= 0.03, f"ρ histogram by tenths: {summary.rho_histogram}"
     assert summary.agreement_rate > 0.5
+
+
+def test_full_disk_during_generation_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import janus.dataset as dataset
+
+    real = dataset._write_all
+    calls = {"n": 0}
+
+    def fills_up(fd: int, data: bytes) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd, data)
+
+    monkeypatch.setattr(dataset, "_write_all", fills_up)
+    path = tmp_path / "episodes.jsonl"
+    with pytest.raises(OSError, match="disk is full"):
+        generate(path, episodes=200, seed=1, workers=2, chunk_size=50, progress=False)
+    assert list(tmp_path.iterdir()) == []

@@ -492,3 +492,26 @@ def test_cached_gates_follow_hypernet_updates_and_new_rho():
     with torch.enable_grad():
         torch.testing.assert_close(model(ids).logits, swapped, atol=1e-6, rtol=0)
     torch.testing.assert_close(swapped[0], logits_at(model, ids[:1], 0.7)[0], atol=1e-5, rtol=0)
+
+
+def test_a_deep_copy_reads_its_own_rho():
+    model = injected("llama")
+    twin = copy.deepcopy(model)
+    ids = token_batch(batch=1)
+    set_rho(model, 0.1)
+    with pytest.raises(RuntimeError, match="set_rho"):
+        twin(ids)  # the copy has no ρ of its own yet; it must not borrow the original's
+    set_rho(twin, 0.9)
+    with torch.no_grad():
+        assert torch.equal(twin(ids).logits, logits_at(model, ids, 0.9))
+
+
+def test_rho_first_used_under_inference_mode_still_trains():
+    model = injected("llama")
+    ids = token_batch(batch=2)
+    set_rho(model, 0.4)
+    with torch.inference_mode():
+        reference = model(ids).logits
+    model(ids).logits.sum().backward()  # same ρ, now with autograd
+    assert model.model.layers[0].self_attn.q_proj.lora_B.grad is not None
+    assert torch.equal(model(ids).logits.detach(), reference)

@@ -456,3 +456,32 @@ def test_large_values_stay_exact(prepared: Path) -> None:
     table = pq.read_table(prepared / DECISION_STEPS_FILE, columns=["seed", "rho_train"])
     seeds = table.column("seed").to_numpy()
     assert seeds.dtype == np.int64 and (seeds > 2**40).any()
+
+
+def test_bad_output_places(corpus: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        prepare(corpus, blocker)
+    with pytest.raises(NotADirectoryError, match="not a directory"):
+        prepare(corpus, blocker / "prepared")
+    with pytest.raises(PermissionError, match="permission denied"):
+        prepare(corpus, "/sys/janus-test-prepared")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    # missing parents are created
+    deep = tmp_path / "a" / "b" / "prepared"
+    prepare(corpus, deep)
+    assert (deep / META_FILE).exists()
+
+
+def test_full_disk_and_failures_leave_nothing(corpus: Path, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    def full(self, table, row_group_size=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)
+    with pytest.raises(OSError, match="disk is full; nothing was written") as info:
+        prepare(corpus, tmp_path / "new" / "deeper" / "prepared")
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # even the parent folders it made are gone

@@ -582,6 +582,8 @@ def check_record(r: dict[str, Any]) -> None:
             raise _Invalid(name, "is null", "missing_field")
         if not _kind_ok(spec.kind, value):
             raise _Invalid(name, f"must be {spec.kind}, got {type(value).__name__}", "bad_type")
+        if spec.kind == "int" and not -(2**63) <= value < 2**63:
+            raise _Invalid(name, f"{value} is outside the 64-bit integer range", "bad_value")
         if spec.kind == "float" and not math.isfinite(value):
             raise _Invalid(name, f"{value!r} is not a finite number", "non_finite")
         if spec.kind == "history":

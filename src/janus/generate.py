@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
 import random
 import signal
@@ -359,17 +360,22 @@ def iter_chunks(
     plan: GenerationPlan, episodes: int, *, workers: int = 1, chunk_size: int | None = None
 ) -> Iterator[tuple[bytes, GenerationSummary]]:
     """Serialised chunks of episodes 0..episodes − 1, in index order, from ``workers``
-    processes (``workers=1`` runs in this process)."""
+    processes (``workers=1`` runs in this process). The worker pool starts at once (before
+    the caller starts any thread, e.g. a progress bar's); close the iterator to stop it."""
     size = chunk_size or DEFAULT_CHUNK
     chunks = _chunks(episodes, size)
     if workers <= 1 or len(chunks) <= 1:
-        for bounds in chunks:
-            yield generate_chunk(plan, *bounds)
-        return
+        return (generate_chunk(plan, *bounds) for bounds in chunks)
     ctx = _mp_context()
     pool = ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=(plan,))
+    return _drain(pool, pool.imap(_worker_chunk, chunks))
+
+
+def _drain(
+    pool: multiprocessing.pool.Pool, results: Iterator[tuple[bytes, GenerationSummary]]
+) -> Iterator[tuple[bytes, GenerationSummary]]:
     try:
-        yield from pool.imap(_worker_chunk, chunks)
+        yield from results
         pool.close()
     finally:
         pool.terminate()
@@ -427,13 +433,13 @@ def generate(
     summary = GenerationSummary(run_id=plan.run_id, seed=seed)
     started = time.perf_counter()
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=episodes, unit="ep", desc="generate", smoothing=0.1)
     try:
         with DatasetWriter(out, overwrite=overwrite, include_impasse=include_impasse) as writer:
             chunks = iter_chunks(plan, episodes, workers=workers, chunk_size=chunk_size)
+            if progress:  # after the workers are forked: tqdm runs a monitor thread
+                from tqdm import tqdm
+
+                bar = tqdm(total=episodes, unit="ep", desc="generate", smoothing=0.1)
             with closing(chunks):
                 for text, stats in chunks:
                     writer.write_serialized(

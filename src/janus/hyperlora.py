@@ -156,30 +156,39 @@ def _resolved_rho(root: nn.Module, device: torch.device, name: str) -> tuple[Ten
     cached = root.__dict__.get("_hyperlora_rho_cache")
     if cached is not None and cached[0] is value and cached[1] == version and cached[2] == device:
         return cached[3]
-    canonical = normalise_rho(value)
-    if isinstance(canonical, float):
-        resolved = (torch.tensor([[canonical]], device=device), True)
-    else:
-        resolved = (canonical.to(device), False)
+    # Made outside inference mode: an inference tensor cached here would break a later
+    # training forward at the same ρ ("cannot be saved for backward").
+    with torch.inference_mode(False):
+        canonical = normalise_rho(value)
+        if isinstance(canonical, float):
+            resolved = (torch.tensor([[canonical]], device=device), True)
+        else:
+            resolved = (canonical.to(device).clone(), False)
     root._hyperlora_rho_cache = (value, version, device, resolved)
     return resolved
 
 
-def _make_rho_getter(root: nn.Module) -> Callable[[torch.device, str], tuple[Tensor, bool]]:
-    """A getter bound to ``root`` through a weak reference.
+class _RhoSource:
+    """The ρ getter of every layer: a weak reference to the injected (root) model.
 
     Registering the root as a submodule of its own layers would make ``.modules()`` and
-    ``state_dict()`` recurse; a weak reference also lets the model be freed normally.
+    ``state_dict()`` recurse; a weak reference also lets the model be freed normally. A plain
+    weak reference would survive ``copy.deepcopy(model)`` pointing at the *original* model, so
+    the copy would silently read the original's ρ: ``__deepcopy__`` follows the copy instead.
     """
-    ref = weakref.ref(root)
 
-    def get_rho(device: torch.device, name: str) -> tuple[Tensor, bool]:
-        model = ref()
+    def __init__(self, root: nn.Module) -> None:
+        self._ref = weakref.ref(root)
+
+    def __call__(self, device: torch.device, name: str) -> tuple[Tensor, bool]:
+        model = self._ref()
         if model is None:
             raise RuntimeError(f"the model that HyperLoRA layer {name!r} was injected into is gone")
         return _resolved_rho(model, device, name)
 
-    return get_rho
+    def __deepcopy__(self, memo: dict[int, Any]) -> _RhoSource:
+        root = self._ref()
+        return _RhoSource(memo.get(id(root), root))
 
 
 # --------------------------------------------------------------------------------------------
@@ -573,7 +582,7 @@ def inject_hyperlora(
             raise ValueError(f"trainable_token_ids must lie in [0, {vocab}), got {token_ids}")
 
     model.requires_grad_(False)
-    get_rho = _make_rho_getter(model)
+    get_rho = _RhoSource(model)
     for name in names:
         layer = HyperLoRALinear(
             model.get_submodule(name),

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -64,6 +65,7 @@ from janus.dataset import (
     RHO_TOLERANCE,
     SCHEMA_VERSION,
     DataValidationError,
+    OutputError,
     _Invalid,
     guess_trajectory_id,
     parse_line,
@@ -1209,6 +1211,17 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
             break
 
 
+def _make_parents(folder: Path, created: list[Path]) -> None:
+    """mkdir -p, appending each folder it creates to ``created`` (outermost first)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir()
+        created.append(path)
+
+
 def _install(temp_dir: Path, out_dir: Path, overwrite: bool) -> None:
     """Move the finished outputs into place (the whole folder at once when it is new)."""
     if not out_dir.exists():
@@ -1274,7 +1287,6 @@ def prepare(
     if size == 0:
         raise DataValidationError(source, None, None, "the file is empty: no decision steps")
     _check_out_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     summary = PrepareSummary(
         out_dir=out, source=source, k=k, val_fraction=val_fraction, test_fraction=test_fraction
@@ -1294,8 +1306,15 @@ def prepare(
         from tqdm import tqdm
 
         bar = tqdm(total=size, unit="B", unit_scale=True, desc="prepare")
+    created: list[Path] = []  # parent folders made here, removed again on failure
     try:
-        temp_dir.mkdir()
+        try:
+            _make_parents(out.parent, created)
+            temp_dir.mkdir()
+        except PermissionError:
+            raise PermissionError(f"cannot write to {out.parent}: permission denied") from None
+        except OSError as exc:
+            raise OutputError(f"cannot create {out}: {exc.strerror or exc}", exc.errno) from None
         with contextlib.ExitStack() as stack:
             steps_writer = stack.enter_context(
                 pq.ParquetWriter(
@@ -1366,8 +1385,18 @@ def prepare(
         meta = summary.to_meta(size)
         (temp_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         _install(temp_dir, out, overwrite)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(temp_dir, ignore_errors=True)
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(exc, OSError) and not isinstance(
+            exc, FileExistsError | NotADirectoryError | PermissionError | OutputError
+        ):
+            reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or exc)
+            raise OutputError(
+                f"cannot write {out}: {reason}; nothing was written there", exc.errno
+            ) from exc
         raise
     finally:
         if bar is not None:

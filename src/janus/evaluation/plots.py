@@ -17,8 +17,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot; no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 __all__ = ["PLOT_FILES", "plot_calibration", "plot_concession", "plot_utility", "write_plots"]
 
@@ -95,10 +95,12 @@ def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
     )
     y = np.arange(len(names))
     means = np.array([_nan(configurations[n].get("utility")) for n in names])
-    ci = np.array([[_nan(v) for v in configurations[n].get("utility_ci", [None, None])] for n in names])
+    ci = np.array(
+        [[_nan(v) for v in configurations[n].get("utility_ci", [None, None])] for n in names]
+    )
     err = np.vstack([np.clip(means - ci[:, 0], 0, None), np.clip(ci[:, 1] - means, 0, None)])
-    colors = ["tab:blue" if configurations[n]["kind"] == "janus" else
-              "tab:orange" if configurations[n]["kind"] == "base" else "tab:grey" for n in names]  # fmt: skip
+    palette = {"janus": "tab:blue", "base": "tab:orange", "scripted": "tab:grey"}
+    colors = [palette.get(configurations[n]["kind"], "tab:grey") for n in names]
     bars.barh(y, means, xerr=err, color=colors, capsize=2)
     bars.set_yticks(y, names, fontsize=8)
     bars.invert_yaxis()
@@ -158,7 +160,8 @@ def plot_concession(summary: dict[str, Any], path: Path) -> Path | None:
         ax.set_title(f"Janus as {role}")
         ax.set_xlabel("turn")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if curves:
+            ax.legend(fontsize=8)
     axes[0].set_ylabel("offer position in the ZOPA (0 = SellerMin, 1 = BuyerMax)")
     fig.suptitle("Concession curves (mean of Janus's offers; dotted: ρ*; band: ZOPA)")
     fig.tight_layout()

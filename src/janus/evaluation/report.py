@@ -214,10 +214,14 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "
         ]
         return "| " + " | ".join(parts) + " |"
 
-    rule = "|" + "|".join(
-        ":" + "-" * (w + 1) if a == "l" else "-" * (w + 1) + ":"
-        for w, a in zip(widths, align, strict=True)
-    ) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ":" + "-" * (w + 1) if a == "l" else "-" * (w + 1) + ":"
+            for w, a in zip(widths, align, strict=True)
+        )
+        + "|"
+    )
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
 
 
@@ -365,7 +369,10 @@ def _curve_table(summary: dict[str, Any]) -> str | None:
         rows.append(row)
     headers = ["ρ*"]
     for key, _ in present:
-        headers += [f"achieved ρ, {_SUBSET_NAMES[key]} [95% CI]", f"agreement, {_SUBSET_NAMES[key]}"]
+        headers += [
+            f"achieved ρ, {_SUBSET_NAMES[key]} [95% CI]",
+            f"agreement, {_SUBSET_NAMES[key]}",
+        ]
     return _table(headers, rows)
 
 
@@ -424,8 +431,7 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
         f"- domain: price range {run['domain']['price_range']}, ZOPA width "
         f"{run['domain']['zopa_width']}, {run['domain']['max_turns']} turns; safety "
         f"{'on' if run.get('safety', True) else 'off'}",
-        "- 95% intervals: percentile bootstrap, "
-        f"{run['bootstrap_resamples']} seeded resamples",
+        f"- 95% intervals: percentile bootstrap, {run['bootstrap_resamples']} seeded resamples",
         "",
     ]
 

@@ -239,7 +239,9 @@ def _configuration_block(
     block.update(metrics(rows))
     for subset in ("held_out", "in_pool"):
         block[subset] = metrics(_subset(rows, subset), subset)
-    block["by_role"] = {role: metrics([r for r in rows if r.janus_role == role], role) for role in ROLES}
+    block["by_role"] = {
+        role: metrics([r for r in rows if r.janus_role == role], role) for role in ROLES
+    }
     if base_rows and name != BASE:
         block["vs_base"] = paired_difference(
             rows, base_rows, seed=subseed(seed, name, "vs_base"), n_resamples=n_resamples

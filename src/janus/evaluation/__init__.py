@@ -1,0 +1,81 @@
+"""The evaluation of Janus: benchmark harness, calibration sweep, statistics, plots, report.
+
+``janus.evaluate`` re-exports this package's API. Modules:
+
+- :mod:`~janus.evaluation.harness`: :class:`EvaluationConfig`, the paired episode plan
+  (:func:`plan_episodes`), batched play (:func:`play_episodes`), :class:`EpisodeRecord`;
+- :mod:`~janus.evaluation.stats`: Spearman, least squares, seeded bootstrap, calibration;
+- :mod:`~janus.evaluation.summary`: records → ``summary.json``;
+- :mod:`~janus.evaluation.plots` and :mod:`~janus.evaluation.report`: figures, Markdown,
+  CSV, atomic report directory, :func:`headline_table`;
+- :mod:`~janus.evaluation.runner`: :func:`evaluate`.
+"""
+
+from janus.evaluation.harness import (
+    BASE,
+    CHANNELS,
+    DEFAULT_CONFIGURATIONS,
+    DEFAULT_RHO_GRID,
+    JANUS_CONFIGURATIONS,
+    SCRIPTED_PREFIX,
+    SWEEP,
+    EpisodeRecord,
+    EpisodeSpec,
+    EvaluationConfig,
+    EvaluationPlan,
+    build_match,
+    cell_seed,
+    make_plan,
+    plan_episodes,
+    play_episodes,
+    record_episode,
+)
+from janus.evaluation.report import headline_table, render_report
+from janus.evaluation.runner import (
+    EvaluationResult,
+    default_out_dir,
+    evaluate,
+)
+from janus.evaluation.stats import (
+    bootstrap_ci,
+    calibration_stats,
+    linear_fit,
+    mean_ci,
+    monotonicity_violations,
+    rankdata,
+    spearman,
+)
+from janus.evaluation.summary import summarize
+
+__all__ = [
+    "BASE",
+    "CHANNELS",
+    "DEFAULT_CONFIGURATIONS",
+    "DEFAULT_RHO_GRID",
+    "JANUS_CONFIGURATIONS",
+    "SCRIPTED_PREFIX",
+    "SWEEP",
+    "EpisodeRecord",
+    "EpisodeSpec",
+    "EvaluationConfig",
+    "EvaluationPlan",
+    "EvaluationResult",
+    "bootstrap_ci",
+    "build_match",
+    "calibration_stats",
+    "cell_seed",
+    "default_out_dir",
+    "evaluate",
+    "headline_table",
+    "linear_fit",
+    "make_plan",
+    "mean_ci",
+    "monotonicity_violations",
+    "plan_episodes",
+    "play_episodes",
+    "rankdata",
+    "record_episode",
+    "render_report",
+    "spearman",
+    "summarize",
+]

@@ -1,0 +1,165 @@
+"""``evaluate(config)``: plan the episodes, load the agents, play, summarise, write the report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from janus.evaluation.harness import EvaluationConfig, make_plan, plan_episodes, play_episodes
+from janus.evaluation.plots import write_plots
+from janus.evaluation.report import (
+    EPISODES_FILE,
+    REPORT_FILE,
+    SUMMARY_FILE,
+    atomic_directory,
+    check_out_dir,
+    json_ready,
+    render_report,
+    write_episodes_csv,
+    write_summary_json,
+)
+from janus.evaluation.summary import summarize
+
+__all__ = ["EvaluationResult", "default_out_dir", "evaluate"]
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate` produced: the summary (as written to ``summary.json``) and the
+    paths of the report directory and its files."""
+
+    summary: dict[str, Any]
+    out_dir: Path
+    episodes_csv: Path
+    summary_json: Path
+    report_md: Path
+    plots: dict[str, Path] = field(default_factory=dict)
+
+
+def default_out_dir(run: str | Path | None) -> Path:
+    """``reports/<run name>`` (the run directory's name, also when given its ``adapter/``)."""
+    if run is None:
+        raise ValueError("no output directory: set out= (there is no run to name it after)")
+    path = Path(run).expanduser().resolve()
+    name = path.parent.name if path.name == "adapter" else path.name
+    return Path("reports") / (name or "janus")
+
+
+def _base_model_of(config: EvaluationConfig) -> str:
+    if config.base_model:
+        return str(config.base_model)
+    if config.run is None:
+        raise ValueError("the base configuration needs base_model= or a run to read it from")
+    from janus.agent import resolve_adapter_dir
+    from janus.checkpoint import read_adapter_config
+
+    return str(read_adapter_config(resolve_adapter_dir(config.run))["base_model_name_or_path"])
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Set torch's intra-op threads for the duration (no-op for ``None``)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def evaluate(
+    config: EvaluationConfig, *, agent: Any = None, base_agent: Any = None
+) -> EvaluationResult:
+    """Run the benchmark of ``config`` and write ``reports/NAME/``.
+
+    ``agent`` (the adapter's :class:`~janus.agent.JanusAgent`) and ``base_agent`` (the base
+    model, ``JanusAgent.from_base``) are loaded from ``config`` unless given; any object with
+    ``seat(rho, channels=, fixed_rho=, name=)`` whose seats are batch-policy negotiators
+    will do. The output directory is checked before any episode is played, and written
+    atomically at the end.
+    """
+    plan = make_plan(config)
+    out = check_out_dir(
+        Path(config.out) if config.out is not None else default_out_dir(config.run),
+        config.overwrite,
+    )
+    specs = plan_episodes(plan)
+    kinds = {s.kind for s in specs}
+    base_model = None
+    if "janus" in kinds and agent is None:
+        if config.run is None:
+            raise ValueError("no adapter to evaluate: set run= (a run or adapter directory)")
+        from janus.agent import JanusAgent
+
+        agent = JanusAgent.from_pretrained(
+            config.run,
+            config.base_model,
+            device=config.device,
+            safety=config.safety,
+            temperature=config.temperature,
+            seed=config.seed,
+        )
+    if "base" in kinds and base_agent is None:
+        from janus.agent import JanusAgent
+
+        base_model = _base_model_of(config)
+        # The same prompt as the adapter's: its history length k too.
+        same_prompt = {"k": agent.k} if hasattr(agent, "k") else {}
+        base_agent = JanusAgent.from_base(
+            base_model, device=config.device, safety=config.safety, **same_prompt
+        )
+
+    with _torch_threads(config.threads):
+        start = time.perf_counter()
+        records = play_episodes(
+            specs,
+            agent,
+            base_agent,
+            fixed_rho=plan.fixed_rho,
+            batch_size=config.batch_size,
+            progress=config.progress,
+        )
+        seconds = time.perf_counter() - start
+    run = {
+        "adapter": None if config.run is None else str(config.run),
+        "base_model": base_model or config.base_model,
+        "agent": getattr(agent, "label", None) if agent is not None else None,
+        "base_agent": getattr(base_agent, "label", None) if base_agent is not None else None,
+        "safety": getattr(agent if agent is not None else base_agent, "safety", config.safety),
+        "temperature": config.temperature,
+        "device": config.device,
+        "batch_size": config.batch_size,
+        "threads": config.threads,
+    }
+    summary = json_ready(
+        summarize(records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds)
+    )
+    plots: dict[str, str] = {}
+
+    def write(tmp: Path) -> None:
+        write_episodes_csv(records, tmp / EPISODES_FILE)
+        if config.plots:
+            plots.update({k: p.name for k, p in write_plots(summary, tmp).items()})
+        write_summary_json(summary, tmp / SUMMARY_FILE)
+        (tmp / REPORT_FILE).write_text(
+            render_report(summary, {k: Path(v) for k, v in plots.items()}), encoding="utf-8"
+        )
+
+    out = atomic_directory(out, write, overwrite=config.overwrite)
+    return EvaluationResult(
+        summary=summary,
+        out_dir=out,
+        episodes_csv=out / EPISODES_FILE,
+        summary_json=out / SUMMARY_FILE,
+        report_md=out / REPORT_FILE,
+        plots={k: out / v for k, v in plots.items()},
+    )

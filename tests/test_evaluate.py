@@ -1,0 +1,539 @@
+"""The evaluation harness: statistics against hand-computed values, paired and balanced
+episodes, calibration on agents of known behaviour, batching, reports written atomically,
+and an end-to-end run with a real (tiny, random) JanusAgent."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from janus.domain import Action, DomainConfig, Observation, Role, ZopaWidth
+from janus.evaluate import (
+    SWEEP,
+    EvaluationConfig,
+    bootstrap_ci,
+    calibration_stats,
+    evaluate,
+    headline_table,
+    linear_fit,
+    make_plan,
+    mean_ci,
+    monotonicity_violations,
+    plan_episodes,
+    rankdata,
+    spearman,
+)
+
+# ---------------------------------------------------------------------- fake agents
+
+
+class FakeStats:
+    def __init__(self) -> None:
+        self.decisions = 0
+        self.safety_clamped_offers = 0
+        self.safety_refused_accepts = 0
+
+
+class FakeSeat:
+    strict = False
+
+    def __init__(self, policy, rho, channels="both", fixed_rho=0.5, name=None) -> None:
+        self.batch_policy = policy
+        self.rho = rho
+        self.channels = channels
+        self.fixed_rho = fixed_rho
+        self.name = name or f"fake({rho})"
+        self.stats = FakeStats()
+
+    def act(self, observation: Observation) -> Action:
+        return self.batch_policy.act_batch([self], [observation])[0]
+
+
+class FakeAgent:
+    """A noisy time-dependent agent aiming at ρ, knowing only what its side may know.
+
+    It guesses the ZOPA width (``guess``) and so the opponent's reservation, aims at the price
+    ``ρ`` of the way through the guessed ZOPA, concedes toward it from a far anchor, and
+    accepts a standing offer at least as good as its aim. Its noise is a pure function of
+    the observation, so paired episodes at the same effective ρ are identical. It listens to
+    the *weights* channel only: a ``text`` seat aims at ``fixed_rho`` whatever its ρ.
+
+    ``oracle``: never accepts and offers its aim at every turn (with ``guess`` the true width
+    and a fixed BuyerMax, every agreement then lands exactly on ρ). ``open_with_accept``:
+    answers ACCEPT when there is no standing offer (an invalid action).
+    """
+
+    label = "fake"
+
+    def __init__(
+        self,
+        guess: float = 450.0,
+        noise: float = 0.03,
+        *,
+        oracle: bool = False,
+        ignore_rho: bool = False,
+        open_with_accept: bool = False,
+    ) -> None:
+        self.guess = guess
+        self.noise = noise
+        self.oracle = oracle
+        self.ignore_rho = ignore_rho
+        self.open_with_accept = open_with_accept
+        self.batches: list[list[str]] = []  # seat names per act_batch call
+
+    def seat(self, rho, *, channels="both", fixed_rho=0.5, name=None) -> FakeSeat:
+        return FakeSeat(self, rho, channels, fixed_rho, name)
+
+    def _rho(self, seat: FakeSeat) -> float:
+        if self.ignore_rho:
+            return 0.5
+        return seat.rho if seat.channels in ("both", "weights") else seat.fixed_rho
+
+    def _decide(self, seat: FakeSeat, obs: Observation) -> Action:
+        seat.stats.decisions += 1
+        rho = self._rho(seat)
+        r, w = obs.reservation, self.guess
+        sign = 1.0 if obs.role is Role.BUYER else -1.0  # buyer wants low prices
+        aim = r - (1.0 - rho) * w if sign > 0 else r + rho * w
+        if self.open_with_accept and obs.standing_offer is None:
+            return Action.accept()
+        if self.oracle:
+            return Action.offer(aim)
+        o = obs.standing_offer
+        if o is not None and sign * (o - aim) <= 0 and obs.is_acceptable(o):
+            return Action.accept()
+        key = f"{obs.reservation:.6f}:{obs.turn}:{rho:.2f}"
+        rng = random.Random(int(hashlib.sha256(key.encode()).hexdigest()[:12], 16))
+        anchor = aim - sign * 0.6 * w
+        price = anchor + (aim - anchor) * (obs.turn / obs.max_turns) ** 0.7
+        price += rng.uniform(-self.noise, self.noise) * w
+        if not obs.is_acceptable(price):
+            price = r
+            seat.stats.safety_clamped_offers += 1
+        return Action.offer(obs.price_range.clip(price))
+
+    def act_batch(self, seats, observations) -> list[Action]:
+        self.batches.append([s.name for s in seats])
+        return [self._decide(s, o) for s, o in zip(seats, observations, strict=True)]
+
+
+OPPONENTS = ["boulware", "fair", "conceder_fast", "micro_coarse"]  # last two held out
+
+
+def small_config(tmp_path: Path, name: str = "report", **overrides) -> EvaluationConfig:
+    values = dict(
+        out=tmp_path / name,
+        opponents=OPPONENTS,
+        episodes_per_cell=2,
+        seed=7,
+        bootstrap_resamples=200,
+        plots=False,
+        progress=False,
+    )
+    values.update(overrides)
+    return EvaluationConfig(**values)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory: pytest.TempPathFactory):
+    """One full evaluation with fake agents: 5 configurations, sweep + ablations, baselines."""
+    tmp = tmp_path_factory.mktemp("fake")
+    agent, base = FakeAgent(), FakeAgent(ignore_rho=True)
+    result = evaluate(small_config(tmp, plots=True), agent=agent, base_agent=base)
+    return result, agent
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def test_rankdata_averages_ties() -> None:
+    assert rankdata([10, 20, 20, 30]).tolist() == [1.0, 2.5, 2.5, 4.0]
+    assert rankdata([3, 1, 2]).tolist() == [3.0, 1.0, 2.0]
+    assert rankdata([5, 5, 5]).tolist() == [2.0, 2.0, 2.0]
+
+
+def test_spearman_with_ties_matches_a_hand_computation() -> None:
+    # y ranks [1, 2.5, 2.5, 4, 5]: Σdxdy = 9.5, Σdx² = 10, Σdy² = 9.5 → r = sqrt(0.95)
+    assert spearman([1, 2, 3, 4, 5], [1, 2, 2, 3, 5]) == pytest.approx(math.sqrt(0.95))
+    assert spearman([1, 2, 3], [30, 20, 10]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 3, 4], [1, 4, 9, 16]) == pytest.approx(1.0)  # monotone, not linear
+    assert math.isnan(spearman([1, 2, 3], [7, 7, 7]))  # constant: undefined
+    assert math.isnan(spearman([1], [2]))
+    assert spearman([1, 2, float("nan"), 3], [1, 2, 0, 3]) == pytest.approx(1.0)  # nan dropped
+
+
+def test_linear_fit_on_a_perfect_line_and_degenerate_input() -> None:
+    x = np.linspace(0, 1, 11)
+    slope, intercept = linear_fit(x, 2 * x + 1)
+    assert slope == pytest.approx(2.0) and intercept == pytest.approx(1.0)
+    slope, intercept = linear_fit([0, 0, 1, 1], [0.1, 0.3, 0.7, 0.9])
+    assert slope == pytest.approx(0.6) and intercept == pytest.approx(0.2)
+    assert all(math.isnan(v) for v in linear_fit([0.5, 0.5], [0.1, 0.9]))
+
+
+def test_monotonicity_violations_count_strict_downs_between_defined_points() -> None:
+    assert monotonicity_violations([0.1, 0.3, 0.2, 0.4, 0.35]) == 2
+    assert monotonicity_violations([0.1, 0.2, 0.2, 0.3]) == 0  # flat is not a violation
+    assert monotonicity_violations([0.1, float("nan"), 0.05, 0.5]) == 1  # gap skipped
+    assert monotonicity_violations([]) == 0
+
+
+def test_bootstrap_ci_is_seeded_and_covers_the_mean() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.normal(3.0, 1.0, size=200)
+    a = bootstrap_ci(values, seed=5)
+    assert a == bootstrap_ci(values, seed=5)
+    assert a != bootstrap_ci(values, seed=6)
+    assert a[0] < values.mean() < a[1]
+    # the interval of a mean of 200 N(·, 1) draws is about ±1.96/sqrt(200) wide
+    assert a[1] - a[0] == pytest.approx(2 * 1.96 / math.sqrt(200), rel=0.25)
+    mean, low, high = mean_ci(values, seed=5)
+    assert (low, high) == a and mean == pytest.approx(values.mean())
+    # {0, 1}: the resampled mean is 0, 0.5 or 1 with probability 1/4, 1/2, 1/4 → [0, 1]
+    assert bootstrap_ci([0.0, 1.0], seed=0, n_resamples=2000) == (0.0, 1.0)
+    assert bootstrap_ci([4.0], seed=0) == (4.0, 4.0)
+    assert all(math.isnan(v) for v in bootstrap_ci([], seed=0))
+    median = bootstrap_ci([1, 2, 3, 100], lambda s: np.median(s, axis=1), seed=0)
+    assert median[0] >= 1 and median[1] <= 100
+
+
+def test_calibration_stats_match_a_hand_computation() -> None:
+    nan = float("nan")
+    requested = [0, 0, 0.5, 0.5, 1, 1]
+    achieved = [0.1, 0.3, 0.5, nan, 0.7, 0.9]
+    agreed = [True, True, True, False, True, True]
+    s = calibration_stats(requested, achieved, agreed, [0, 0.5, 1], n_resamples=500, seed=3)
+    means = [p["mean_achieved"] for p in s["curve"]]
+    assert means == pytest.approx([0.2, 0.5, 0.8])
+    assert [p["agreement_rate"] for p in s["curve"]] == [1.0, 0.5, 1.0]
+    assert s["mae"] == pytest.approx((0.2 + 0.0 + 0.2) / 3)
+    assert s["per_episode_mae"] == pytest.approx((0.1 + 0.3 + 0.0 + 0.3 + 0.1) / 5)
+    assert s["spearman"] == pytest.approx(1.0)
+    assert s["slope"] == pytest.approx(0.6) and s["intercept"] == pytest.approx(0.2)
+    assert s["monotonicity_violations"] == 0
+    assert s["agreement_rate"] == pytest.approx(5 / 6)
+    first = s["curve"][0]
+    assert first["ci_low"] <= 0.2 <= first["ci_high"]
+    assert s["mae_ci"][0] <= s["mae"] <= s["mae_ci"][1]
+    assert s == calibration_stats(requested, achieved, agreed, [0, 0.5, 1], n_resamples=500, seed=3)
+    with pytest.raises(ValueError, match="not on the grid"):
+        calibration_stats([0.3], [0.3], [True], [0, 0.5, 1])
+
+
+def test_calibration_stats_on_a_perfect_dial() -> None:
+    grid = [round(i / 10, 1) for i in range(11)]
+    requested = [g for g in grid for _ in range(3)]
+    s = calibration_stats(requested, requested, [True] * len(requested), grid, seed=0)
+    assert s["mae"] == pytest.approx(0.0, abs=1e-12)
+    assert s["slope"] == pytest.approx(1.0) and s["intercept"] == pytest.approx(0.0, abs=1e-12)
+    assert s["spearman"] == pytest.approx(1.0)
+    assert s["monotonicity_violations"] == 0
+
+
+# -------------------------------------------------------------------------- planning
+
+
+def test_plan_is_paired_balanced_and_covers_every_cell() -> None:
+    plan = make_plan(EvaluationConfig(opponents=OPPONENTS, episodes_per_cell=4, seed=1))
+    assert plan.held_out_opponents == ("conceder_fast", "micro_coarse")
+    assert plan.baselines == ("boulware", "fair")  # scripted baselines: the in-pool opponents
+    specs = plan_episodes(plan)
+    counts = Counter(s.configuration for s in specs)
+    cell = len(OPPONENTS) * 2 * 4
+    assert counts["standard"] == counts["base"] == counts["script:fair"] == cell
+    assert counts[SWEEP] == 3 * 11 * cell  # 3 channels × 11 ρ*
+    scenario = {}
+    for s in specs:  # one scenario and seed per (opponent, role, index), whatever the config
+        key = (s.opponent, s.janus_role, s.index)
+        assert scenario.setdefault(key, (s.seed, s.scenario)) == (s.seed, s.scenario)
+    movers = Counter(
+        (s.configuration, s.channels, s.requested_rho, s.janus_role, s.scenario.first_mover)
+        for s in specs
+    )
+    assert set(movers.values()) == {len(OPPONENTS) * 2}  # role and first mover balanced
+
+
+def test_default_opponents_include_the_held_out_set() -> None:
+    from janus.strategies import evaluation_pool, held_out_pool
+
+    plan = make_plan(EvaluationConfig())
+    assert set(held_out_pool()) <= set(plan.opponents)
+    assert set(plan.opponents) == set(evaluation_pool()) | set(held_out_pool())
+    assert plan.channels == ("both", "text", "weights")
+
+
+def test_bad_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="even"):
+        make_plan(EvaluationConfig(episodes_per_cell=3))
+    with pytest.raises(ValueError, match="unknown opponent"):
+        make_plan(EvaluationConfig(opponents=["nobody"]))
+    with pytest.raises(ValueError, match="unknown configuration"):
+        make_plan(EvaluationConfig(configurations=["standard", "wild"]))
+    with pytest.raises(ValueError, match="2 decimals"):
+        make_plan(EvaluationConfig(rho_grid=[0.0, 0.125, 1.0]))
+
+
+# ------------------------------------------------------------------- the harness
+
+
+def test_report_files_and_summary_layout(fake_run) -> None:
+    result, _ = fake_run
+    out = result.out_dir
+    assert sorted(p.name for p in out.iterdir()) == [
+        "calibration.png",
+        "concession.png",
+        "episodes.csv",
+        "report.md",
+        "summary.json",
+        "utility.png",
+    ]
+    assert not list(out.parent.glob(".*tmp-*"))
+    for png in result.plots.values():
+        assert png.read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads(result.summary_json.read_text())
+    assert summary == result.summary
+    for key in ("mae", "spearman", "slope", "intercept", "per_episode_mae"):
+        assert key in summary["calibration"]
+    assert summary["headline_set"] == "held_out"
+    assert summary["calibration"]["opponents"] == ["conceder_fast", "micro_coarse"]
+    assert summary["calibration_in_pool"]["opponents"] == ["boulware", "fair"]
+    assert summary["calibration"] == summary["ablations"]["both"]["held_out"]
+    assert set(summary["ablations"]) == {"both", "text", "weights"}
+    assert list(summary["configurations"]) == [
+        "base",
+        "standard",
+        "extreme",
+        "flipped",
+        "neutral",
+        "script:boulware",
+        "script:fair",
+    ]
+    standard = summary["configurations"]["standard"]
+    assert standard["rho"] == {"buyer": 0.2, "seller": 0.8}
+    assert standard["episodes"] == len(OPPONENTS) * 2 * 2
+    assert 0.0 <= standard["agreement_rate"] <= 1.0
+    assert standard["utility_ci"][0] <= standard["utility"] <= standard["utility_ci"][1]
+    assert standard["win_rate"] + standard["tie_rate"] + standard["loss_rate"] == pytest.approx(1)
+    assert set(standard["by_opponent"]) == set(OPPONENTS)  # one opponent set for every row
+    assert {c["episodes"] for c in summary["configurations"].values()} == {16}
+    assert standard["vs_base"]["pairs"] == 16
+    assert isinstance(summary["invalid_actions"], int)
+    assert summary["agreements_outside_zopa"] == 0
+    table = headline_table(summary)
+    assert "MAE over the grid" in table and "script:fair" in table and "held-out" in table
+    report = result.report_md.read_text()
+    assert "![calibration](calibration.png)" in report and "## Channel ablations" in report
+
+
+def test_episodes_csv_rows_and_recomputed_calibration(fake_run) -> None:
+    result, _ = fake_run
+    rows = read_csv(result.episodes_csv)
+    assert len(rows) == result.summary["run"]["episodes"] == 16 * 7 + 3 * 11 * 16
+    row = rows[0]
+    for column in ("buyer_max", "seller_min", "first_mover", "seed", "offers", "achieved_rho"):
+        assert column in row
+    trace = json.loads(row["offers"])
+    assert all(role in ("buyer", "seller") for role, _, _ in trace)
+    # The headline curve is the plain mean of achieved ρ over agreed held-out sweep episodes.
+    by_rho = defaultdict(list)
+    for r in rows:
+        headline = r["channels"] == "both" and r["held_out"] == "1"
+        if r["configuration"] == SWEEP and headline and r["outcome"] == "agreement":
+            by_rho[float(r["requested_rho"])].append(float(r["achieved_rho"]))
+    curve = result.summary["calibration"]["curve"]
+    for point in curve:
+        values = by_rho.get(point["rho"], [])
+        assert point["agreements"] == len(values)
+        if values:
+            assert point["mean_achieved"] == pytest.approx(np.mean(values))
+    # Paired: the same (opponent, role, index) has the same seed and reservations everywhere.
+    cells = defaultdict(set)
+    for r in rows:
+        key = (r["opponent"], r["janus_role"], r["episode_index"])
+        cells[key].add((r["seed"], r["buyer_max"], r["seller_min"], r["first_mover"]))
+    assert all(len(v) == 1 for v in cells.values())
+
+
+def test_the_opponent_behaves_identically_across_configurations(fake_run) -> None:
+    # When the opponent opens, its first offer depends only on the scenario and its seed.
+    result, _ = fake_run
+    openings = defaultdict(set)
+    for r in read_csv(result.episodes_csv):
+        opponent_role = "seller" if r["janus_role"] == "buyer" else "buyer"
+        if r["first_mover"] == opponent_role:
+            first = json.loads(r["offers"])[0]
+            openings[(r["opponent"], r["janus_role"], r["episode_index"])].add(first[1])
+    assert openings and all(len(v) == 1 for v in openings.values())
+
+
+def test_calibration_and_ablations_reflect_the_fake_agents_known_behaviour(fake_run) -> None:
+    summary = fake_run[0].summary
+    both = summary["ablations"]["both"]["all"]
+    assert both["slope"] > 0.3 and both["spearman"] > 0.8
+    # The fake listens to the weights only: weights-only equals both, text-only is flat.
+    weights = summary["ablations"]["weights"]["all"]
+    assert [p["mean_achieved"] for p in weights["curve"]] == [
+        p["mean_achieved"] for p in both["curve"]
+    ]
+    text = summary["ablations"]["text"]["all"]
+    means = [p["mean_achieved"] for p in text["curve"]]
+    assert max(means) - min(means) < 1e-12
+    assert text["slope"] == pytest.approx(0.0, abs=1e-9)
+    assert text["spearman"] is None  # constant curve: undefined, written as null
+    assert text["monotonicity_violations"] == 0
+    # Extreme asks for more than flipped in both roles: it must earn more utility.
+    configurations = summary["configurations"]
+    assert configurations["extreme"]["utility"] > configurations["flipped"]["utility"]
+    buyer_curve = summary["concession"]["buyer"]
+    assert set(buyer_curve) == {f"{g / 10:.2f}" for g in range(11)}
+
+
+def test_decisions_of_all_configurations_are_batched_together(fake_run) -> None:
+    _, agent = fake_run
+    # One act_batch per round of the single chunk: at most max_turns calls.
+    assert len(agent.batches) <= 20
+    first = agent.batches[0]
+    assert any(":text:" in n for n in first) and any(":weights:" in n for n in first)
+    assert any("standard" in n for n in first) and any("sweep" in n for n in first)
+
+
+def test_exact_calibration_with_an_oracle_that_knows_the_zopa(tmp_path: Path) -> None:
+    # BuyerMax = 900 and W = 500 always, and the fake knows it: every agreement is at ρ*.
+    domain = DomainConfig(buyer_max_std=0.0, zopa_width=ZopaWidth.fixed(500))
+    config = small_config(
+        tmp_path,
+        domain=domain,
+        configurations=["standard"],
+        ablations=False,
+        scripted_baselines=False,
+    )
+    result = evaluate(config, agent=FakeAgent(guess=500.0, oracle=True))
+    calibration = result.summary["calibration_all"]
+    assert calibration["agreements"] > 0
+    assert calibration["grid_points_used"] == 11
+    assert calibration["mae"] == pytest.approx(0.0, abs=1e-9)
+    assert calibration["per_episode_mae"] == pytest.approx(0.0, abs=1e-9)
+    assert calibration["slope"] == pytest.approx(1.0)
+    assert calibration["intercept"] == pytest.approx(0.0, abs=1e-9)
+    assert calibration["spearman"] == pytest.approx(1.0)
+    assert calibration["monotonicity_violations"] == 0
+
+
+def test_invalid_actions_and_safety_counts_are_recorded(tmp_path: Path) -> None:
+    config = small_config(tmp_path, configurations=["neutral"], calibration=False)
+    config.scripted_baselines = False
+    result = evaluate(config, agent=FakeAgent(open_with_accept=True))
+    rows = read_csv(result.episodes_csv)
+    opened = sum(r["first_mover"] == r["janus_role"] for r in rows)
+    assert opened == len(rows) // 2  # first mover balanced
+    assert result.summary["invalid_actions"] == opened
+    assert result.summary["configurations"]["neutral"]["invalid_actions"] == opened
+    assert sum(int(r["invalid_actions"]) for r in rows) == opened
+    clamped = sum(int(r["safety_clamped_offers"]) for r in rows)
+    assert result.summary["safety"]["clamped_offers"] == clamped
+
+
+def test_same_seed_same_report_and_another_seed_differs(tmp_path: Path) -> None:
+    kwargs = dict(configurations=["standard", "flipped"], ablations=False)
+    kwargs["scripted_baselines"] = False
+    a = evaluate(small_config(tmp_path, "a", **kwargs), agent=FakeAgent())
+    b = evaluate(small_config(tmp_path, "b", **kwargs), agent=FakeAgent())
+    c = evaluate(small_config(tmp_path, "c", seed=8, **kwargs), agent=FakeAgent())
+    strip = lambda s: {k: v for k, v in s.items() if k != "timing"}  # noqa: E731
+    assert strip(a.summary) == strip(b.summary)
+    assert a.episodes_csv.read_bytes() == b.episodes_csv.read_bytes()
+    assert a.episodes_csv.read_bytes() != c.episodes_csv.read_bytes()
+
+
+def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
+    import janus.evaluation.runner as runner
+
+    kwargs = dict(configurations=["neutral"], calibration=False, scripted_baselines=False)
+
+    def broken(summary, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(runner, "write_summary_json", broken)
+    with pytest.raises(OSError, match="disk full"):
+        evaluate(small_config(tmp_path, **kwargs), agent=FakeAgent())
+    assert list(tmp_path.iterdir()) == []  # no report, no temp dir left behind
+    monkeypatch.undo()
+
+    first = evaluate(small_config(tmp_path, **kwargs), agent=FakeAgent())
+    agent = FakeAgent()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        evaluate(small_config(tmp_path, **kwargs), agent=agent)
+    assert agent.batches == []  # refused before playing anything
+    again = evaluate(small_config(tmp_path, overwrite=True, **kwargs), agent=FakeAgent())
+    assert again.out_dir == first.out_dir and again.summary_json.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+# -------------------------------------------------------------- a real JanusAgent
+
+
+def test_end_to_end_with_a_real_tiny_janus_agent(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from janus.agent import JanusAgent
+    from janus.checkpoint import resize_for_tokenizer
+    from janus.examples import add_special_tokens
+    from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers
+    from janus.tiny import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    token_ids = add_special_tokens(tokenizer)
+    base_model = build_model("tiny", tokenizer, seed=0)
+    resize_for_tokenizer(base_model, tokenizer)
+    model = build_model("tiny", tokenizer, seed=0)
+    resize_for_tokenizer(model, tokenizer)
+    inject_hyperlora(model, rank=4, alpha=8, hyper_hidden=8, trainable_token_ids=token_ids)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # a fresh adapter has B = 0; random B makes ρ matter
+        for _, layer in iter_hyperlora_layers(model):
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.5)
+    agent = JanusAgent(model, tokenizer)
+    base_agent = JanusAgent(base_model, tokenizer, label="base")
+
+    config = small_config(
+        tmp_path,
+        opponents=["conceder_fast"],
+        held_out=["conceder_fast"],
+        rho_grid=[0.0, 0.5, 1.0],
+        configurations=["base", "standard"],
+        scripted_baselines=False,
+        domain=DomainConfig(max_turns=8),  # short episodes keep the test fast
+        plots=True,
+    )
+    # One intra-op thread: on the shared 2-core machine, two threads that compete with other
+    # processes are many times slower for these small batches.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = evaluate(config, agent=agent, base_agent=base_agent)
+    finally:
+        torch.set_num_threads(threads)
+    summary = result.summary
+    assert summary["run"]["agent"] == "janus" and summary["run"]["base_agent"] == "base"
+    assert summary["run"]["episodes"] == 4 * 2 + 3 * 3 * 4
+    assert summary["calibration"]["opponents"] == ["conceder_fast"]
+    assert summary["calibration_in_pool"] is None
+    assert summary["agreements_outside_zopa"] == 0  # safety is on
+    rows = read_csv(result.episodes_csv)
+    decisions = sum(int(r["decisions"]) for r in rows)
+    assert decisions > 0
+    assert summary["invalid_actions"] == sum(int(r["invalid_actions"]) for r in rows)
+    assert "calibration" in result.plots
+    assert "configuration" in headline_table(summary)
