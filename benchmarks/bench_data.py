@@ -131,11 +131,12 @@ def main() -> None:
         opts.repeat, "prepare", source=paths[1], out_dir=work / "prepared", overwrite=True
     )
     rows_s = prep["rows"] / prep["seconds"]
+    per_cpu = prep["rows"] / prep["cpu_seconds"]
     print(
-        f"  {rows_s:>9,.0f} rows/s ({prep['seconds']:.2f} s; {prep['rows'] / prep['cpu_seconds']:,.0f}"
-        f" per CPU-second)  x{rows_s / RESEARCH_PREP_ROWS:.1f} "
-        f"the research code; peak RSS {prep['max_rss_mb']:.0f} MB (research: "
-        f"{RESEARCH_PREP_PEAK_GB:.1f} GB for 257k rows)"
+        f"  {rows_s:>9,.0f} rows/s ({prep['seconds']:.2f} s; {per_cpu:,.0f} per CPU-second)  "
+        f"x{rows_s / RESEARCH_PREP_ROWS:.1f} the research code; "
+        f"peak RSS {prep['max_rss_mb']:.0f} MB "
+        f"(research: {RESEARCH_PREP_PEAK_GB:.1f} GB for 257k rows)"
     )
     print(
         f"  target >= {TARGET_PREP_ROWS:,.0f} rows/s: "

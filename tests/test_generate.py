@@ -91,6 +91,7 @@ def test_pool_rules() -> None:
     assert not set(resolve_pool()) & set(held_out_pool())
     assert set(resolve_pool(include_held_out=True)) == set(REGISTRY)
     assert resolve_pool(["linear", "fair", "linear"]) == ("linear", "fair")
+    assert resolve_pool(["linear, fair", "boulware"]) == ("linear", "fair", "boulware")
     held = held_out_pool()[0]
     with pytest.raises(ValueError, match=r"held out.*--include-held-out"):
         resolve_pool(["linear", held])

@@ -59,9 +59,10 @@ def resolve_pool(
     """The strategy pool of a run.
 
     ``None``: the training pool, plus the held-out pool if ``include_held_out``. An explicit
-    list is used as given (order kept, duplicates removed); naming a held-out strategy without
-    ``include_held_out`` is an error, so evaluation opponents never leak into training data
-    by accident. Unknown names raise :class:`ValueError` listing the valid ones.
+    list is used as given (items may also be comma-separated; order kept, duplicates
+    removed); naming a held-out strategy without ``include_held_out`` is an error, so
+    evaluation opponents never leak into training data by accident. Unknown names raise
+    :class:`ValueError` listing the valid ones.
     """
     held_out = set(registry.held_out_pool())
     if strategies is None:
@@ -69,7 +70,8 @@ def resolve_pool(
         if include_held_out:
             pool += [name for name in registry.held_out_pool() if name not in pool]
     else:
-        pool = list(dict.fromkeys(s.strip() for s in strategies if s.strip()))
+        names = (part.strip() for item in strategies for part in item.split(","))
+        pool = list(dict.fromkeys(name for name in names if name))
         unknown = [name for name in pool if name not in registry.REGISTRY]
         if unknown:
             raise ValueError(
