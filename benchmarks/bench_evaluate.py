@@ -51,6 +51,7 @@ def build_fresh_run(directory: Path, seed: int = 0) -> Path:
 
     token_ids = add_special_tokens(tokenizer)
     resize_for_tokenizer(base, tokenizer)
+    torch.manual_seed(seed)  # A's Kaiming initialisation draws from the global generator
     inject_hyperlora(base, rank=8, alpha=16, hyper_hidden=32, trainable_token_ids=token_ids)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():

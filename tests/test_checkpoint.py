@@ -260,7 +260,7 @@ def test_save_overwrites_a_checkpoint_but_not_an_unrelated_directory(saved, tmp_
     assert torch.equal(logits_at(loaded, inputs(), RHOS), logits_at(model, inputs(), RHOS))
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
-    with pytest.raises(ValueError, match="not an adapter directory"):
+    with pytest.raises(FileExistsError, match="not a Janus adapter directory"):
         save_hyperlora_adapter(model, tokenizer, tmp_path / "notes", base_model_name_or_path="x")
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
 

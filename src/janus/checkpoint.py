@@ -13,9 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +24,7 @@ from torch import Tensor, nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from janus import __version__
+from janus.atomic import atomic_directory
 from janus.hyperlora import (
     HyperLoRAConfig,
     TrainableTokenEmbedding,
@@ -196,44 +194,18 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
 
 
-def _fsync_tree(directory: Path) -> None:
-    for file in directory.rglob("*"):
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
 def _atomic_directory(target: Path, write: Callable[[Path], None]) -> Path:
-    """Write a directory through ``write(tmp)`` into a temp dir beside ``target``, then swap it in.
+    """Atomic adapter write: an existing target is replaced only if it is an adapter directory.
 
-    A crash while writing leaves ``target`` as it was. The swap is two renames (old aside,
-    new in); the old copy is removed last, and :func:`load_hyperlora` names it if a crash fell
-    between them. An existing ``target`` is replaced as a whole, so it must be empty or an
-    adapter directory (holding adapter_config.json): never some unrelated folder.
+    If a crash falls between the two renames of the swap, :func:`load_hyperlora` names the
+    left-over copy.
     """
-    target = Path(target).expanduser()
-    if target.exists() and not (
-        target.is_dir() and (not any(target.iterdir()) or (target / CONFIG_FILE).is_file())
-    ):
-        raise ValueError(
-            f"refusing to replace {target}: it is not an adapter directory (no {CONFIG_FILE})"
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        write(tmp)
-        _fsync_tree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    had_old = target.exists()
-    if had_old:
-        os.replace(target, backup)
-    os.replace(tmp, target)
-    if had_old:
-        shutil.rmtree(backup, ignore_errors=True)
-    return target
+    return atomic_directory(
+        target,
+        write,
+        replaceable=lambda path: not any(path.iterdir()) or (path / CONFIG_FILE).is_file(),
+        what=f"adapter directory (no {CONFIG_FILE})",
+    )
 
 
 def _require_injected(model: nn.Module) -> HyperLoRAConfig:

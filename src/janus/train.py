@@ -38,7 +38,8 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from janus import __version__
-from janus.checkpoint import _atomic_directory, resize_for_tokenizer, save_hyperlora_adapter
+from janus.atomic import atomic_directory
+from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
 from janus.decoding import ActionConstraint, constrained_decode
 from janus.examples import (
     IGNORE_INDEX,
@@ -755,9 +756,12 @@ def _save_checkpoint(model, tokenizer, optimizer, scheduler, config, run_dir, st
         )
         save_trainer_state(tmp, optimizer, scheduler, dict(state))
 
-    if target.exists():
-        shutil.rmtree(target)
-    _atomic_directory(target, write)
+    atomic_directory(
+        target,
+        write,
+        replaceable=lambda path: (path / TRAINER_JSON).is_file(),
+        what="checkpoint",
+    )
     if state["best_step"] is not None:
         (run_dir / BEST_FILE).write_text(
             json.dumps({"step": state["best_step"], "val_loss": state["best_val_loss"]})
