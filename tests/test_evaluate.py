@@ -266,6 +266,14 @@ def test_plan_is_paired_balanced_and_covers_every_cell() -> None:
     assert set(movers.values()) == {len(OPPONENTS) * 2}  # role and first mover balanced
 
 
+def test_one_episode_per_cell_still_balances_the_first_mover() -> None:
+    plan = make_plan(EvaluationConfig(opponents=OPPONENTS, episodes_per_cell=1, ablations=False))
+    specs = [s for s in plan_episodes(plan) if s.configuration == "standard"]
+    assert Counter(s.scenario.first_mover for s in specs) == {Role.BUYER: 4, Role.SELLER: 4}
+    janus_opens = Counter(s.opponent for s in specs if s.scenario.first_mover is s.janus_role)
+    assert janus_opens == dict.fromkeys(OPPONENTS, 1)  # per opponent: once in its two roles
+
+
 def test_default_opponents_include_the_held_out_set() -> None:
     from janus.strategies import evaluation_pool, held_out_pool
 
@@ -276,8 +284,8 @@ def test_default_opponents_include_the_held_out_set() -> None:
 
 
 def test_bad_configs_are_refused() -> None:
-    with pytest.raises(ValueError, match="even"):
-        make_plan(EvaluationConfig(episodes_per_cell=3))
+    with pytest.raises(ValueError, match="positive integer"):
+        make_plan(EvaluationConfig(episodes_per_cell=0))
     with pytest.raises(ValueError, match="unknown opponent"):
         make_plan(EvaluationConfig(opponents=["nobody"]))
     with pytest.raises(ValueError, match="unknown configuration"):
@@ -482,33 +490,88 @@ def test_reports_are_written_atomically(tmp_path: Path, monkeypatch) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
 
 
+def test_held_out_opponents_seen_in_training_are_flagged(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "prepared"
+    data.mkdir()
+    table = pa.table({"buyer_strategy": ["boulware", "fair"], "seller_strategy": ["fair", None]})
+    pq.write_table(table, data / "trajectory_outcomes.parquet")
+    adapter = tmp_path / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    config = {
+        "format": "janus-hyperlora",
+        "format_version": 1,
+        "target_modules": ["q_proj"],
+        "adapted_modules": [],
+        "base_fingerprint": {},
+        "train_config": {"data": str(data)},
+    }
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    kwargs = dict(configurations=["neutral"], calibration=False, scripted_baselines=False)
+    clean = evaluate(small_config(tmp_path, "a", run=tmp_path / "run", **kwargs), agent=FakeAgent())
+    check = clean.summary["run"]["held_out_check"]
+    assert check["checked"] and check["seen_in_training"] == []
+
+    pq.write_table(pa.table({"buyer_strategy": ["micro_coarse"], "seller_strategy": ["fair"]}),
+                   data / "trajectory_outcomes.parquet")  # fmt: skip
+    with pytest.warns(UserWarning, match="micro_coarse"):
+        leaky = evaluate(
+            small_config(tmp_path, "b", run=tmp_path / "run", **kwargs), agent=FakeAgent()
+        )
+    assert leaky.summary["run"]["held_out_check"]["seen_in_training"] == ["micro_coarse"]
+    assert "held-out check failed" in leaky.report_md.read_text()
+
+
 # -------------------------------------------------------------- a real JanusAgent
+
+
+def _tiny_run(directory: Path) -> Path:
+    """A random janus-tiny base and an adapter on it (random B, so that ρ matters), saved as
+    a run: the way ``janus train`` leaves them."""
+    import torch
+
+    from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
+    from janus.examples import add_special_tokens
+    from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers
+    from janus.prompt import DEFAULT_K, PROMPT_FORMAT_VERSION, SPECIAL_TOKENS
+    from janus.tiny import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    model = build_model("tiny", tokenizer, seed=0)
+    base_dir = directory / "janus-tiny"
+    model.save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    token_ids = add_special_tokens(tokenizer)
+    resize_for_tokenizer(model, tokenizer)
+    torch.manual_seed(0)
+    inject_hyperlora(model, rank=4, alpha=8, hyper_hidden=8, trainable_token_ids=token_ids)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, layer in iter_hyperlora_layers(model):
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.5)
+    extra = {
+        "special_tokens": list(SPECIAL_TOKENS),
+        "prompt_format_version": PROMPT_FORMAT_VERSION,
+        "k": DEFAULT_K,
+    }
+    save_hyperlora_adapter(
+        model,
+        tokenizer,
+        directory / "run" / "adapter",
+        base_model_name_or_path=str(base_dir),
+        extra_config=extra,
+    )
+    return directory / "run"
 
 
 def test_end_to_end_with_a_real_tiny_janus_agent(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
-    from janus.agent import JanusAgent
-    from janus.checkpoint import resize_for_tokenizer
-    from janus.examples import add_special_tokens
-    from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers
-    from janus.tiny import build_model, build_tokenizer
-
-    tokenizer = build_tokenizer()
-    token_ids = add_special_tokens(tokenizer)
-    base_model = build_model("tiny", tokenizer, seed=0)
-    resize_for_tokenizer(base_model, tokenizer)
-    model = build_model("tiny", tokenizer, seed=0)
-    resize_for_tokenizer(model, tokenizer)
-    inject_hyperlora(model, rank=4, alpha=8, hyper_hidden=8, trainable_token_ids=token_ids)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # a fresh adapter has B = 0; random B makes ρ matter
-        for _, layer in iter_hyperlora_layers(model):
-            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.5)
-    agent = JanusAgent(model, tokenizer)
-    base_agent = JanusAgent(base_model, tokenizer, label="base")
-
+    run = _tiny_run(tmp_path)
     config = small_config(
         tmp_path,
+        run=run,  # JanusAgent.from_pretrained, and from_base on the base the adapter records
         opponents=["conceder_fast"],
         held_out=["conceder_fast"],
         rho_grid=[0.0, 0.5, 1.0],
@@ -517,23 +580,30 @@ def test_end_to_end_with_a_real_tiny_janus_agent(tmp_path: Path) -> None:
         domain=DomainConfig(max_turns=8),  # short episodes keep the test fast
         plots=True,
     )
-    # One intra-op thread: on the shared 2-core machine, two threads that compete with other
-    # processes are many times slower for these small batches.
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        result = evaluate(config, agent=agent, base_agent=base_agent)
-    finally:
-        torch.set_num_threads(threads)
+    result = evaluate(config)  # plays on 1 thread
+    assert torch.get_num_threads() == threads  # and restores torch's setting
     summary = result.summary
     assert summary["run"]["agent"] == "janus" and summary["run"]["base_agent"] == "base"
+    assert summary["run"]["base_model"] == str(tmp_path / "janus-tiny")
     assert summary["run"]["episodes"] == 4 * 2 + 3 * 3 * 4
     assert summary["calibration"]["opponents"] == ["conceder_fast"]
     assert summary["calibration_in_pool"] is None
     assert summary["agreements_outside_zopa"] == 0  # safety is on
     rows = read_csv(result.episodes_csv)
-    decisions = sum(int(r["decisions"]) for r in rows)
-    assert decisions > 0
+    assert sum(int(r["decisions"]) for r in rows) > 0
     assert summary["invalid_actions"] == sum(int(r["invalid_actions"]) for r in rows)
     assert "calibration" in result.plots
     assert "configuration" in headline_table(summary)
+
+    # The ablation seats really decouple the channels: text-only at ρ* = 0.5 (gates 0.5) and
+    # weights-only at ρ* = 0.5 (prompt 0.5) are both the full dial at 0.5.
+    def games(channels: str) -> list[str]:
+        return [
+            r["offers"]
+            for r in rows
+            if r["configuration"] == SWEEP and r["channels"] == channels
+            and r["requested_rho"] == "0.50"
+        ]  # fmt: skip
+
+    assert games("text") == games("both") == games("weights")

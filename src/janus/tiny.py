@@ -180,8 +180,8 @@ class TinyPreset:
 
 
 PRESETS: dict[str, TinyPreset] = {
-    "tiny": TinyPreset("tiny", 128, 4, 4, 384, max_steps=300, batch_size=32, lr=3e-3),
-    "small": TinyPreset("small", 256, 10, 8, 1024, max_steps=1000, batch_size=32, lr=1e-3),
+    "tiny": TinyPreset("tiny", 128, 4, 4, 384, max_steps=600, batch_size=16, lr=3e-3),
+    "small": TinyPreset("small", 256, 10, 8, 1024, max_steps=1500, batch_size=16, lr=1e-3),
 }
 
 
@@ -241,6 +241,7 @@ def pretrain_tiny_base(
     eval_examples: int = 256,
     progress: bool = True,
     overwrite: bool = False,
+    device: str = "cpu",
 ) -> Path:
     """Pretrain janus-tiny on the prepared corpus's train split with ρ hidden; return its dir.
 
@@ -257,6 +258,8 @@ def pretrain_tiny_base(
     warm-up then cosine decay to 10 %, gradient clipping at 1.0. Deterministic on CPU for a
     seed. ``preset`` is a name in :data:`PRESETS` or a :class:`TinyPreset` (tests use a
     micro one); ``None`` for ``max_steps``/``batch_size``/``lr`` takes the preset's default.
+    ``device`` may name an accelerator (faster for ``small``; bit-exact determinism is only
+    promised on CPU, and the device is not part of the recipe).
 
     Cached: if ``out_dir`` already holds a base made with the same recipe (preset, steps,
     seed, data fingerprint, prompt format, janus version, …) it is returned untouched; a
@@ -321,7 +324,7 @@ def pretrain_tiny_base(
     if too_long > MAX_POSITIONS:
         raise ValueError(f"an example has {too_long} tokens, over janus-tiny's {MAX_POSITIONS}")
 
-    model = build_model(spec, tokenizer, seed)
+    model = build_model(spec, tokenizer, seed).to(device)
     collate = ExampleCollator(tokenizer.pad_token_id)
     _say(
         f"pretraining janus-tiny ({spec.name}, {_count_parameters(model) / 1e6:.2f}M parameters) "
@@ -349,6 +352,7 @@ def pretrain_tiny_base(
         uniform_loss=math.log(len(tokenizer)),
         train_examples=len(train),
         parameters=_count_parameters(model),
+        device=str(device),
     )
     _say(
         f"janus-tiny: {eval_split} loss {results['eval_loss_initial']:.3f} → "
@@ -363,7 +367,7 @@ def pretrain_tiny_base(
         "results": results,
         "special_token_ids": add_special_tokens(tokenizer),
     }
-    _save_atomically(model, tokenizer, info, out_dir)
+    _save_atomically(model.to("cpu"), tokenizer, info, out_dir)
     return out_dir
 
 
@@ -418,6 +422,7 @@ def _train(
         return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    device = next(model.parameters()).device
     model.train()
     losses: list[float] = []
     tokens = 0
@@ -427,7 +432,7 @@ def _train(
     while step < max_steps:
         sampler.set_epoch(epoch)
         for indices in sampler:
-            batch = collate([train[i] for i in indices])
+            batch = _to(collate([train[i] for i in indices]), device)
             out = model(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
@@ -470,11 +475,12 @@ def evaluate_loss(
 ) -> float:
     """Mean cross-entropy per target token (EOS included) over ``examples``."""
     was_training = model.training
+    device = next(model.parameters()).device
     model.eval()
     total, count = 0.0, 0
     ordered = sorted(examples, key=len)
     for start in range(0, len(ordered), batch_size):
-        batch = collate(ordered[start : start + batch_size])
+        batch = _to(collate(ordered[start : start + batch_size]), device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         labels = batch["labels"][:, 1:]
         total += float(
@@ -513,6 +519,10 @@ def _save_atomically(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
 def _count_parameters(model: torch.nn.Module) -> int:

@@ -84,9 +84,11 @@ class EvaluationConfig:
     - ``opponents`` default to ``evaluation_pool() + held_out_pool()``; ``held_out`` (default
       ``held_out_pool()``) marks which of them were kept out of training: calibration is
       reported on held-out, in-pool and all opponents, the held-out one being the headline.
-    - ``episodes_per_cell``: episodes per (opponent × Janus role × configuration), even so
-      that the first mover is balanced; ``sweep_episodes_per_cell`` the same for every
-      (ρ* × channels) point of the sweep (default: ``episodes_per_cell``).
+    - ``episodes_per_cell``: episodes per (opponent × Janus role × configuration);
+      ``sweep_episodes_per_cell`` the same for every (ρ* × channels) point of the sweep
+      (default: ``episodes_per_cell``). The first mover alternates with the episode index
+      (shifted by one for every other opponent), so an even count balances it within every
+      cell, and any count balances it across pairs of opponents.
     - ``configurations``: a subset of ``base, standard, extreme, flipped, neutral``;
       ``calibration`` runs the ρ* sweep over ``rho_grid``, ``ablations`` adds the text-only
       and weights-only channels (the other channel fed ``ablation_fixed_rho``);
@@ -95,7 +97,9 @@ class EvaluationConfig:
     - ``zopa_width`` (``"500"`` or ``"200:700"``) or a whole ``domain``; ``safety``,
       ``temperature``, ``device`` go to the agent; ``batch_size`` is the number of episodes
       played in lockstep per :func:`run_episodes` call; ``threads`` sets torch's intra-op
-      threads while playing (restored after): 1 is far faster on a busy shared CPU.
+      threads while playing (restored after; ``None`` leaves them alone). The default 1 is
+      much faster on a shared CPU: two threads competing with other processes made a
+      janus-tiny evaluation 20 times slower here.
     """
 
     run: str | Path | None = None
@@ -119,7 +123,7 @@ class EvaluationConfig:
     temperature: float = 0.0
     device: str = "cpu"
     batch_size: int = 1024
-    threads: int | None = None
+    threads: int | None = 1
     bootstrap_resamples: int = 1000
     plots: bool = True
     overwrite: bool = False
@@ -168,11 +172,8 @@ def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
 
 
 def _check_count(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 2 or value % 2:
-        raise ValueError(
-            f"{what} must be a positive even integer (half the episodes open with the buyer, "
-            f"half with the seller), got {value!r}"
-        )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
     return value
 
 
@@ -272,9 +273,15 @@ def cell_seed(seed: int, opponent: str, role: Role | str, index: int) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
-def first_mover(index: int) -> Role:
-    """Balanced first mover: the buyer opens even episode indices, the seller odd ones."""
-    return Role.BUYER if index % 2 == 0 else Role.SELLER
+def first_mover(index: int, opponent_position: int = 0) -> Role:
+    """Balanced first mover: the buyer opens when ``index + opponent_position`` is even.
+
+    Within a cell it alternates with the episode index; the shift by the opponent's position
+    in the plan balances odd counts too (with one episode per cell, every other opponent
+    opens against the buyer). Janus opens in exactly half of each opponent's pairs of
+    (buyer, seller) episodes either way.
+    """
+    return Role.BUYER if (index + opponent_position) % 2 == 0 else Role.SELLER
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,11 +310,14 @@ def plan_episodes(plan: EvaluationPlan) -> list[EpisodeSpec]:
     """Every episode of an evaluation, in a fixed order: configurations, sweep, baselines."""
     scenarios: dict[tuple[str, Role, int], tuple[int, Scenario]] = {}
 
+    position = {opponent: i for i, opponent in enumerate(plan.opponents)}
+
     def cell(opponent: str, role: Role, index: int) -> tuple[int, Scenario]:
         key = (opponent, role, index)
         if key not in scenarios:
             seed = cell_seed(plan.seed, opponent, role, index)
-            scenario = sample_scenario(plan.domain, random.Random(seed), first_mover(index))
+            opens = first_mover(index, position[opponent])
+            scenario = sample_scenario(plan.domain, random.Random(seed), opens)
             scenarios[key] = (seed, scenario)
         return scenarios[key]
 

@@ -1,4 +1,8 @@
-"""The report's figures (matplotlib, Agg backend: no display needed), drawn from the summary.
+"""The report's figures, drawn from the summary.
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, never pyplot: PNGs are
+rendered by the Agg canvas, no display is needed, and the caller's global backend and
+pyplot state are left alone.
 
 - ``calibration.png``: achieved vs requested ρ with 95% intervals and the y = x line; left,
   held-out / in-pool / all opponents; right, the channel ablations on the headline set.
@@ -13,12 +17,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot; no display
-
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 __all__ = ["PLOT_FILES", "plot_calibration", "plot_concession", "plot_utility", "write_plots"]
 
@@ -62,8 +64,9 @@ def plot_calibration(summary: dict[str, Any], path: Path) -> Path | None:
     if not ablations.get("both"):
         return None
     headline = summary.get("headline_set", "all")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), sharey=True)
-    colors = plt.get_cmap("tab10")
+    fig = Figure(figsize=(12, 5))
+    left, right = fig.subplots(1, 2, sharey=True)
+    colors = colormaps["tab10"]
     for i, subset in enumerate(("held_out", "in_pool", "all")):
         block = ablations["both"].get(subset)
         if block:
@@ -76,7 +79,6 @@ def plot_calibration(summary: dict[str, Any], path: Path) -> Path | None:
     _calibration_axes(right, f"Channel ablations ({SUBSET_LABELS[headline]})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -87,10 +89,10 @@ def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
     names = list(configurations)
     opponents = list(summary["run"]["opponents"])
     held = set(summary["run"].get("held_out_opponents", []))
-    fig, (bars, heat) = plt.subplots(
+    fig = Figure(figsize=(7 + 0.45 * len(opponents), 1.5 + 0.32 * len(names)))
+    bars, heat = fig.subplots(
         1,
         2,
-        figsize=(7 + 0.45 * len(opponents), 1.5 + 0.32 * len(names)),
         gridspec_kw={"width_ratios": [1, max(1.5, len(opponents) / 8)]},
     )
     y = np.arange(len(names))
@@ -127,7 +129,6 @@ def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
     fig.colorbar(image, ax=heat, fraction=0.03, pad=0.02)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -146,19 +147,21 @@ def plot_concession(summary: dict[str, Any], path: Path) -> Path | None:
     if not any(concession.get(role) for role in ("buyer", "seller")):
         return None
     turns = np.array(concession["turns"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
-    cmap = plt.get_cmap("coolwarm")
+    fig = Figure(figsize=(12, 4.5))
+    axes = fig.subplots(1, 2, sharey=True)
+    cmap = colormaps["plasma"]
     for ax, role in zip(axes, ("buyer", "seller"), strict=True):
         curves = concession.get(role) or {}
         if curves:
             for key in _pick(list(curves)):
                 values = np.array([_nan(v) for v in curves[key]])
-                color = cmap(float(key))
+                color = cmap(0.85 * float(key))  # plasma's bright yellow end is unreadable
                 ax.plot(turns, values, marker="o", ms=3, color=color, label=f"ρ* = {key}")
                 ax.axhline(float(key), color=color, ls=":", lw=1)
         ax.axhspan(0.0, 1.0, color="grey", alpha=0.08)
         ax.set_title(f"Janus as {role}")
         ax.set_xlabel("turn")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         if curves:
             ax.legend(fontsize=8)
@@ -166,7 +169,6 @@ def plot_concession(summary: dict[str, Any], path: Path) -> Path | None:
     fig.suptitle("Concession curves (mean of Janus's offers; dotted: ρ*; band: ZOPA)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 

@@ -1,7 +1,8 @@
 """Writing a report directory: ``episodes.csv``, ``summary.json``, ``report.md``, plots.
 
 Everything is written into a temporary directory beside the target and renamed into place
-at the end, so a report directory is either complete or absent — never half-written.
+at the end (:mod:`janus.atomic`), so a report directory is either complete or absent —
+never half-written.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from janus.atomic import atomic_directory as shared_atomic_directory
 from janus.evaluation.harness import SCRIPTED_PREFIX, EpisodeRecord
 
 __all__ = [
@@ -159,27 +157,13 @@ def check_out_dir(path: Path, overwrite: bool) -> Path:
 
 
 def atomic_directory(target: Path, write: Callable[[Path], None], *, overwrite: bool) -> Path:
-    """Write a directory through ``write(tmp)`` beside ``target``, then rename it into place.
-
-    A failure while writing removes the temporary directory and leaves ``target`` as it was.
-    An existing report is moved aside, replaced, then deleted.
-    """
+    """Write a report directory through ``write(tmp)`` and swap it in whole
+    (:func:`janus.atomic.atomic_directory`): a failure leaves ``target`` as it was, and only
+    an empty directory or an earlier report (with ``overwrite``) is ever replaced."""
     target = check_out_dir(Path(target), overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
-        write(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    had_old = target.exists()
-    if had_old:
-        os.replace(target, backup)
-    os.replace(tmp, target)
-    if had_old:
-        shutil.rmtree(backup, ignore_errors=True)
-    return target
+    return shared_atomic_directory(
+        target, write, replaceable=_is_report_dir, what="report directory"
+    )
 
 
 # ----------------------------------------------------------------------------- tables
@@ -189,7 +173,8 @@ def _f(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if isinstance(value, float):
-        return f"{value:.{digits}f}"
+        text = f"{value:.{digits}f}"
+        return text.lstrip("-") if float(text) == 0.0 else text  # never "-0.000"
     return str(value)
 
 
@@ -317,7 +302,7 @@ def _configuration_table(summary: dict[str, Any], detail: bool = True) -> str | 
         "ρ b/s",
         "agreement",
         "utility [95% CI]",
-        "utility | agreed",
+        "utility (agreed)",
         "W/T/L",
         "turns",
         "invalid",
@@ -413,6 +398,21 @@ def _vs_base_table(summary: dict[str, Any]) -> str | None:
     return _table(["configuration", "paired episodes", "utility − base [95% CI]"], rows)
 
 
+def _held_out_line(run: dict[str, Any]) -> str:
+    check = run.get("held_out_check") or {}
+    if not check.get("checked"):
+        return "- held-out check: training data not found, not checked"
+    leaked = check.get("seen_in_training") or []
+    if leaked:
+        return (
+            f"- **held-out check failed**: {', '.join(leaked)} played in the training data "
+            f"(`{check['training_data']}`)"
+        )
+    return (
+        f"- held-out check: no held-out opponent in the training data (`{check['training_data']}`)"
+    )
+
+
 def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None) -> str:
     """``report.md``: every table of the summary, with the plots inlined."""
     run = summary["run"]
@@ -431,6 +431,7 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
         f"- domain: price range {run['domain']['price_range']}, ZOPA width "
         f"{run['domain']['zopa_width']}, {run['domain']['max_turns']} turns; safety "
         f"{'on' if run.get('safety', True) else 'off'}",
+        _held_out_line(run),
         f"- 95% intervals: percentile bootstrap, {run['bootstrap_resamples']} seeded resamples",
         "",
     ]
@@ -444,7 +445,9 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
         _calibration_table(summary),
         "Achieved ρ = (price − SellerMin)/(BuyerMax − SellerMin) per agreement. MAE over the grid "
         "= mean over ρ* of |mean achieved − ρ*|; per-episode MAE includes the spread between "
-        "opponents; slope/intercept: least squares of achieved on ρ* over agreed episodes.",
+        "opponents; slope/intercept: least squares of achieved on ρ* over agreed episodes. "
+        "Means pool the agreed episodes of every opponent and both roles (the design gives "
+        "each opponent × role cell the same number of episodes).",
     )
     if "calibration" in plots:
         lines.extend([f"![calibration]({plots['calibration'].name})", ""])
@@ -458,7 +461,7 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
     section(
         "Configurations (all opponents)",
         _configuration_table(summary),
-        "Utility: normalised surplus of Janus's seat, impasse = 0 (utility | agreed: over "
+        "Utility: normalised surplus of Janus's seat, impasse = 0 (utility (agreed): over "
         "agreements only). W/T/L against the opponent's utility (tie within 1e-6; an impasse "
         "is a tie at 0). Safety c/r: clamped offers / refused accepts. ρ b/s: requested ρ "
         "as buyer / as seller (base: told the Standard values).",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,46 @@ def _base_model_of(config: EvaluationConfig) -> str:
     return str(read_adapter_config(resolve_adapter_dir(config.run))["base_model_name_or_path"])
 
 
+def training_strategies(run: str | Path) -> tuple[Path | None, set[str] | None]:
+    """The strategies that played in the run's training data, if it can still be found.
+
+    Reads ``train_config.data`` from the adapter config, then the ``buyer_strategy`` and
+    ``seller_strategy`` columns of its ``trajectory_outcomes.parquet``. ``(None, None)`` when
+    the run or its data is not available (the check is then reported as not done).
+    """
+    try:
+        from janus.agent import resolve_adapter_dir
+        from janus.checkpoint import read_adapter_config
+
+        config = read_adapter_config(resolve_adapter_dir(run))
+        data = Path(str(config["train_config"]["data"])).expanduser()
+        table_path = data / "trajectory_outcomes.parquet"
+        if not table_path.is_file():
+            return None, None
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(table_path, columns=["buyer_strategy", "seller_strategy"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None, None
+    names = set(table.column("buyer_strategy").to_pylist())
+    names |= set(table.column("seller_strategy").to_pylist())
+    return table_path, {n for n in names if n}
+
+
+def _held_out_check(config: EvaluationConfig, held_out: Sequence[str]) -> dict[str, Any]:
+    path, seen = (None, None) if config.run is None else training_strategies(config.run)
+    if seen is None:
+        return {"checked": False, "training_data": None, "seen_in_training": []}
+    leaked = sorted(set(held_out) & seen)
+    if leaked:
+        warnings.warn(
+            f"held-out opponents {', '.join(leaked)} appear in the training data {path}: "
+            "their results are not held-out results",
+            stacklevel=3,
+        )
+    return {"checked": True, "training_data": str(path), "seen_in_training": leaked}
+
+
 @contextmanager
 def _torch_threads(threads: int | None) -> Iterator[None]:
     """Set torch's intra-op threads for the duration (no-op for ``None``)."""
@@ -92,6 +133,7 @@ def evaluate(
         Path(config.out) if config.out is not None else default_out_dir(config.run),
         config.overwrite,
     )
+    held_out_check = _held_out_check(config, plan.held_out_opponents)
     specs = plan_episodes(plan)
     kinds = {s.kind for s in specs}
     base_model = None
@@ -139,6 +181,7 @@ def evaluate(
         "device": config.device,
         "batch_size": config.batch_size,
         "threads": config.threads,
+        "held_out_check": held_out_check,
     }
     summary = json_ready(
         summarize(records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds)
