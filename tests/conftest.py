@@ -16,6 +16,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+
+# Test models are tiny: a second thread buys nothing, and on a shared 2-core machine two
+# threads per process oversubscribe the cores (OpenMP spin-waits made some tests 20x slower).
+torch.set_num_threads(1)
 
 SYNTHETIC_SCHEMA = pa.schema(
     [

@@ -19,7 +19,7 @@ from janus.prompt import ROLES, SPECIAL_TOKENS, PromptState, build_prompt, build
 
 # A micro preset keeps each pretraining run well under a second on a busy CPU.
 MICRO = tiny.TinyPreset("micro", 32, 2, 2, 64, max_steps=6, batch_size=8, lr=3e-3)
-SHORT = {"preset": MICRO, "eval_examples": 32, "progress": False}
+SHORT = {"preset": MICRO, "eval_examples": 32, "progress": False, "num_threads": 1}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,7 @@ def test_preset_parameter_counts(tokenizer) -> None:
 def test_pretrained_base_loads_with_auto_classes(
     base_dir: Path, tokenizer, synthetic_decision_steps: Path
 ) -> None:
+    threads_before = torch.get_num_threads()  # pretraining ran with 1 and restored this
     loaded_tok = AutoTokenizer.from_pretrained(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     assert tiny.tokenizer_fingerprint(loaded_tok) == tiny.tokenizer_fingerprint(tokenizer)
@@ -108,6 +109,7 @@ def test_pretrained_base_loads_with_auto_classes(
     assert recipe["data"] == tiny.data_fingerprint(synthetic_decision_steps)
     assert info["special_token_ids"] == loaded_tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     assert results["steps"] == 6 and results["eval_split"] == "val"
+    assert results["torch_threads"] == 1 and torch.get_num_threads() == threads_before
     assert results["eval_loss_final"] < results["eval_loss_initial"]
     assert results["train_loss_final"] < results["train_loss_first"]
 
@@ -148,14 +150,18 @@ def test_refuses_a_foreign_directory_and_overwrite_retrains(
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not a janus-tiny base"):
-        tiny.pretrain_tiny_base(synthetic_decision_steps, foreign, **SHORT)
-    out = tiny.pretrain_tiny_base(
-        synthetic_decision_steps, foreign, **{**SHORT, "max_steps": 2}, overwrite=True
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="not a janus-tiny base"):
+            tiny.pretrain_tiny_base(synthetic_decision_steps, foreign, **SHORT, overwrite=overwrite)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    out = tiny.pretrain_tiny_base(synthetic_decision_steps, tmp_path / "base", **SHORT)
+    retrained = tiny.pretrain_tiny_base(
+        synthetic_decision_steps, out, **{**SHORT, "max_steps": 2}, overwrite=True
     )
-    assert not (out / "notes.txt").exists()
+    assert retrained == out
     assert json.loads((out / "janus_base.json").read_text())["recipe"]["max_steps"] == 2
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["base", "foreign"]  # no temp dirs
 
 
 def test_pretraining_is_deterministic(
