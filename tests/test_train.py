@@ -272,3 +272,18 @@ def test_presets_apply_and_explicit_options_win() -> None:
     assert config.lr == 3e-3  # from the preset, since the option was not given
     with pytest.raises(ValueError, match="unknown preset"):
         apply_preset(TrainConfig(), "nope", {})
+
+
+def test_a_tokenizer_without_eos_is_refused_before_training(
+    corpus: Path, base_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    broken = tmp_path / "no-eos"
+    shutil.copytree(base_dir, broken)
+    config_path = broken / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["eos_token"] = None
+    config_path.write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="no EOS token"):
+        train(small_config(corpus, broken, tmp_path / "run"), progress=False)
