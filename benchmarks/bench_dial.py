@@ -21,7 +21,7 @@ import torch
 
 from janus.agent import JanusAgent
 from janus.decoding import constrained_decode
-from janus.examples import IGNORE_INDEX, DecisionStepDataset, ExampleCollator
+from janus.examples import DecisionStepDataset, ExampleCollator
 from janus.hyperlora import rho_context
 from janus.prompt import parse_action
 from janus.train import _forward_loss
@@ -31,10 +31,7 @@ GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 def mean_offer_by_rho(agent: JanusAgent, dataset, indices, roles) -> dict[str, list[float]]:
     """Mean greedy OFFER price per ρ of the grid, per role, on fixed states."""
-    prompts = [
-        dataset[i].input_ids[: int(np.argmax(dataset[i].labels != IGNORE_INDEX))].tolist()
-        for i in indices
-    ]
+    prompts = [dataset[i].prompt_ids.tolist() for i in indices]
     # The prompt text shows the row's own ρ; swap it for each grid value by re-encoding.
     out: dict[str, list[float]] = {"buyer": [], "seller": []}
     tokenizer = agent.tokenizer

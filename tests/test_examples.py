@@ -254,7 +254,7 @@ def test_dataset_errors(
 def test_collator(tiny_tokenizer: PreTrainedTokenizerFast, synthetic_decision_steps: Path) -> None:
     data = DecisionStepDataset(synthetic_decision_steps, "val", tiny_tokenizer, k=2)
     examples = [data[0], data[1], data[2]]
-    examples.append(TrainingExample(np.array([5, 6, 7]), np.array([-100, 6, 7]), rho=0.25))
+    examples.append(TrainingExample(np.array([5, 6, 7]), prompt_length=1, rho=0.25))
     batch = ExampleCollator(tiny_tokenizer.pad_token_id)(examples)
     width = max(len(e) for e in examples)
     assert batch["input_ids"].shape == batch["labels"].shape == (4, width)

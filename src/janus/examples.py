@@ -47,6 +47,9 @@ HyperLoRA training shows it either, yet learn nothing from them: both are drawn 
 independently of the row.
 """
 
+_ENCODE_CHUNK = 8192
+"""Rows rendered and tokenised at a time when building a dataset."""
+
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "turn",
     "turns_remaining",
@@ -173,15 +176,29 @@ class TrainingExample:
     """One tokenised decision step, with the canonical ρ its prompt shows.
 
     ``rho`` is what the trainer writes into ``model.current_rho``; the prompt text was
-    rendered from this same value, so text and tensor agree by construction.
+    rendered from this same value, so text and tensor agree by construction. Only the ids
+    (int32) and the prompt length are stored — labels are derived on demand — so a corpus of
+    hundreds of thousands of steps stays small in memory.
     """
 
     input_ids: np.ndarray
-    labels: np.ndarray
+    prompt_length: int
     rho: float
 
     def __len__(self) -> int:
         return len(self.input_ids)
+
+    @property
+    def prompt_ids(self) -> np.ndarray:
+        """[BOS] + prompt ids: exactly what the agent feeds at inference."""
+        return self.input_ids[: self.prompt_length]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """−100 on the prompt, the ids on the target and EOS."""
+        labels = self.input_ids.astype(np.int64)
+        labels[: self.prompt_length] = IGNORE_INDEX
+        return labels
 
 
 def resolve_decision_steps(prepared: str | Path) -> Path:
@@ -218,7 +235,10 @@ def read_decision_steps(
             raise ValueError(
                 f"{path}: split {split!r} has only impasse rows (pass include_failures=True)"
             )
-    return in_split.to_pylist()
+    # Column-wise conversion is several times faster than Table.to_pylist()'s row dicts.
+    columns = in_split.to_pydict()
+    names = list(columns)
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 def row_prompt_and_target(
@@ -269,32 +289,29 @@ class DecisionStepDataset(torch.utils.data.Dataset):
         if limit is not None:
             rows = rows[:limit]
         rng = np.random.default_rng(seed)
-        rhos: list[float] = []
-        prompts: list[str] = []
-        targets: list[str] = []
-        for row in rows:
-            blind = rho_mode == "blind"
-            rho = draw_blind_rho(rng) if blind else canonical_rho(row["rho_train"])
-            prompt, target = row_prompt_and_target(row, rho, k)
-            rhos.append(rho)
-            prompts.append(prompt)
-            targets.append(target)
-        # Batch-tokenise (much faster than one call per row), then join exactly as
-        # encode_example does: [BOS?] + prompt ids | target ids + EOS.
         bos = [tokenizer.bos_token_id] if adds_bos(tokenizer) else []
         eos = tokenizer.eos_token_id
-        prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
-        target_ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
         self.examples: list[TrainingExample] = []
-        for p_ids, t_ids, rho in zip(prompt_ids, target_ids, rhos, strict=True):
-            input_ids, labels = _join(bos + list(p_ids), [*t_ids, eos])
-            self.examples.append(
-                TrainingExample(
-                    input_ids=np.asarray(input_ids, dtype=np.int64),
-                    labels=np.asarray(labels, dtype=np.int64),
-                    rho=rho,
+        # Render and tokenise in chunks: the token lists of a whole corpus at once would cost
+        # several GB of Python ints before they are packed.
+        for start in range(0, len(rows), _ENCODE_CHUNK):
+            chunk = rows[start : start + _ENCODE_CHUNK]
+            rhos: list[float] = []
+            prompts: list[str] = []
+            targets: list[str] = []
+            for row in chunk:
+                rho = (
+                    draw_blind_rho(rng) if rho_mode == "blind" else canonical_rho(row["rho_train"])
                 )
-            )
+                prompt, target = row_prompt_and_target(row, rho, k)
+                rhos.append(rho)
+                prompts.append(prompt)
+                targets.append(target)
+            prompt_ids = tokenizer(prompts, add_special_tokens=False)["input_ids"]
+            target_ids = tokenizer(targets, add_special_tokens=False)["input_ids"]
+            for p_ids, t_ids, rho in zip(prompt_ids, target_ids, rhos, strict=True):
+                ids = np.asarray([*bos, *p_ids, *t_ids, eos], dtype=np.int32)
+                self.examples.append(TrainingExample(ids, len(bos) + len(p_ids), rho))
         self.split = split
         self.rho_mode = rho_mode
         self.k = k

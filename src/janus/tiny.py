@@ -23,8 +23,6 @@ import math
 import random
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from janus.prompt import (
     build_prompt,
     build_target,
 )
+from janus.runtime import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -517,22 +516,6 @@ def _save_atomically(
 def _is_replaceable(path: Path) -> bool:
     """Only an empty directory or a janus-tiny base may be replaced, never unrelated files."""
     return (path / BASE_INFO_FILE).is_file() or not any(path.iterdir())
-
-
-@contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """Run a block with ``torch.set_num_threads(num_threads)``, then restore the setting."""
-    if num_threads is None:
-        yield
-        return
-    if num_threads < 1:
-        raise ValueError(f"num_threads must be >= 1, got {num_threads}")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -127,12 +127,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "alpha": 16.0,
         "hyper_hidden": 32,
         "lr": 3e-3,
-        "warmup": 30,
-        "max_steps": 600,
+        "warmup": 60,
+        "max_steps": 1200,
         "batch_size": 32,
         "dropout": 0.0,
-        "save_every": 200,
-        "eval_every": 200,
+        "save_every": 400,
+        "eval_every": 400,
         "eval_examples": 256,
         "eval_decode_examples": 64,
     },
@@ -491,7 +491,7 @@ def _action_metrics(model, tokenizer, dataset, indices, batch_size, constraint) 
     errors: list[float] = []
     for start in range(0, len(indices), batch_size):
         chunk = [dataset[i] for i in indices[start : start + batch_size]]
-        prompts = [e.input_ids[: int(np.argmax(e.labels != IGNORE_INDEX))].tolist() for e in chunk]
+        prompts = [e.prompt_ids.tolist() for e in chunk]
         rhos = torch.tensor([e.rho for e in chunk], dtype=torch.float32)
         outputs = constrained_decode(
             model,
@@ -501,7 +501,7 @@ def _action_metrics(model, tokenizer, dataset, indices, batch_size, constraint) 
             rho_scope=rho_context(model, rhos),
         )
         for example, text in zip(chunk, outputs, strict=True):
-            target_ids = [t for t in example.labels.tolist() if t != IGNORE_INDEX]
+            target_ids = example.input_ids[example.prompt_length :].tolist()
             target = parse_action(tokenizer.decode(target_ids, skip_special_tokens=True))
             predicted = parse_action(text)
             correct += predicted.kind == target.kind

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from janus.evaluation.report import (
     write_summary_json,
 )
 from janus.evaluation.summary import summarize
+from janus.runtime import torch_threads
 
 __all__ = ["EvaluationResult", "default_out_dir", "evaluate"]
 
@@ -101,22 +101,6 @@ def _held_out_check(config: EvaluationConfig, held_out: Sequence[str]) -> dict[s
     return {"checked": True, "training_data": str(path), "seen_in_training": leaked}
 
 
-@contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
-    """Set torch's intra-op threads for the duration (no-op for ``None``)."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def evaluate(
     config: EvaluationConfig, *, agent: Any = None, base_agent: Any = None
 ) -> EvaluationResult:
@@ -160,7 +144,7 @@ def evaluate(
             base_model, device=config.device, safety=config.safety, **same_prompt
         )
 
-    with _torch_threads(config.threads):
+    with torch_threads(config.threads):
         start = time.perf_counter()
         records = play_episodes(
             specs,
