@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from janus.decoding import ActionConstraint, constrained_decode
-from janus.domain import Action, Observation, Role
+from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import is_injected, rho_context
 from janus.prompt import DEFAULT_K, PromptState, build_prompt, canonical_rho, parse_action
@@ -260,21 +259,3 @@ class JanusAgent:
                 seat.stats.safety_clamped_offers += 1
             actions.append(Action.offer(price))
         return actions
-
-
-def describe_action(action: Action, role: Role) -> str:
-    """Human-readable action for the terminal."""
-    return (
-        f"{role.value} accepts" if action.is_accept else f"{role.value} offers {action.price:.2f}"
-    )
-
-
-def agent_summary(agent: JanusAgent) -> dict[str, Any]:
-    """Facts about a loaded agent worth printing once."""
-    return {
-        "label": agent.label,
-        "adapter": agent.has_adapter,
-        "k": agent.k,
-        "safety": agent.safety,
-        "vocab": agent.constraint.vocab_size,
-    }

@@ -130,53 +130,6 @@ def prepare_command(
     typer.echo(summary.format())
 
 
-@app.command("play")
-@friendly_errors
-def play_command(
-    run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
-    rho: Annotated[float, typer.Option(help="Where Janus aims in the ZOPA (0 buyer .. 1 seller).")],
-    role: Annotated[str, typer.Option(help="Janus's side: buyer or seller.")] = "seller",
-    seed: Annotated[
-        int, typer.Option(help="Seed of the scenario (reservations, first mover).")
-    ] = 0,
-    base_model: Annotated[
-        str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
-    ] = None,
-    no_safety: Annotated[bool, typer.Option(help="Disable Janus's safety rules.")] = False,
-) -> None:
-    """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
-    from janus.agent import JanusAgent
-    from janus.domain import Role
-    from janus.play import PlayerQuit, play_game
-
-    if role not in ("buyer", "seller"):
-        raise ValueError(f"--role must be buyer or seller, got {role!r}")
-    agent = JanusAgent.from_pretrained(run, base_model, safety=not no_safety)
-    try:
-        play_game(
-            agent,
-            rho=rho,
-            janus_role=Role(role),
-            input_stream=sys.stdin,
-            output=sys.stdout,
-            seed=seed,
-        )
-    except PlayerQuit:
-        typer.echo("\nbye")
-
-
-@app.command("strategies")
-def strategies_command(
-    held_out: Annotated[bool, typer.Option(help="List only the default held-out set.")] = False,
-) -> None:
-    """List the scripted strategy pool: name, family, parameters, held-out mark."""
-    from janus.strategies import REGISTRY, describe, held_out_pool
-
-    names = held_out_pool() if held_out else sorted(REGISTRY)
-    for name in names:
-        typer.echo(describe(name))
-
-
 @app.command("base")
 @friendly_errors
 def base_command(
@@ -342,6 +295,73 @@ def evaluate_command(
     typer.echo(f"report: {result.out_dir}")
 
 
+@app.command("export")
+@friendly_errors
+def export_command(
+    run: Annotated[Path, typer.Option(help="A run directory or an adapter directory.")],
+    rho: Annotated[float, typer.Option(help="The ρ to freeze the dial at.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    format: Annotated[
+        str, typer.Option(help="merged: a plain transformers model; peft: a LoRA adapter.")
+    ] = "merged",
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
+    ] = None,
+) -> None:
+    """Freeze the dial at one ρ: a plain merged model, or a standard PEFT LoRA adapter."""
+    from janus.agent import resolve_adapter_dir
+    from janus.checkpoint import export_peft, load_hyperlora
+    from janus.hyperlora import merge_at_rho
+
+    if format not in ("merged", "peft"):
+        raise ValueError(f"--format must be 'merged' or 'peft', got {format!r}")
+    adapter = resolve_adapter_dir(run)
+    model, tokenizer, _ = load_hyperlora(adapter, base_model)
+    if format == "merged":
+        merged = merge_at_rho(model, rho)
+        out.mkdir(parents=True, exist_ok=True)
+        merged.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    else:
+        export_peft(model, rho, out)
+    typer.echo(f"exported at rho={rho}: {out}")
+
+
+@app.command("play")
+@friendly_errors
+def play_command(
+    run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
+    rho: Annotated[float, typer.Option(help="Where Janus aims in the ZOPA (0 buyer .. 1 seller).")],
+    role: Annotated[str, typer.Option(help="Janus's side: buyer or seller.")] = "seller",
+    seed: Annotated[
+        int, typer.Option(help="Seed of the scenario (reservations, first mover).")
+    ] = 0,
+    base_model: Annotated[
+        str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
+    ] = None,
+    no_safety: Annotated[bool, typer.Option(help="Disable Janus's safety rules.")] = False,
+) -> None:
+    """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
+    from janus.agent import JanusAgent
+    from janus.domain import Role
+    from janus.play import PlayerQuit, play_game
+
+    if role not in ("buyer", "seller"):
+        raise ValueError(f"--role must be buyer or seller, got {role!r}")
+    agent = JanusAgent.from_pretrained(run, base_model, safety=not no_safety)
+    try:
+        play_game(
+            agent,
+            rho=rho,
+            janus_role=Role(role),
+            input_stream=sys.stdin,
+            output=sys.stdout,
+            seed=seed,
+        )
+    except PlayerQuit:
+        typer.echo("\nbye")
+
+
 @app.command("demo")
 @friendly_errors
 def demo_command(
@@ -367,36 +387,16 @@ def demo_command(
     typer.echo(f"total {total / 60:.1f} min; report: {result.report_dir}")
 
 
-@app.command("export")
-@friendly_errors
-def export_command(
-    run: Annotated[Path, typer.Option(help="A run directory or an adapter directory.")],
-    rho: Annotated[float, typer.Option(help="The ρ to freeze the dial at.")],
-    out: Annotated[Path, typer.Option(help="Output directory.")],
-    format: Annotated[
-        str, typer.Option(help="merged: a plain transformers model; peft: a LoRA adapter.")
-    ] = "merged",
-    base_model: Annotated[
-        str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
-    ] = None,
+@app.command("strategies")
+def strategies_command(
+    held_out: Annotated[bool, typer.Option(help="List only the default held-out set.")] = False,
 ) -> None:
-    """Freeze the dial at one ρ: a plain merged model, or a standard PEFT LoRA adapter."""
-    from janus.agent import resolve_adapter_dir
-    from janus.checkpoint import export_peft, load_hyperlora
-    from janus.hyperlora import merge_at_rho
+    """List the scripted strategy pool: name, family, parameters, held-out mark."""
+    from janus.strategies import REGISTRY, describe, held_out_pool
 
-    adapter = resolve_adapter_dir(run)
-    model, tokenizer, _ = load_hyperlora(adapter, base_model)
-    if format == "merged":
-        merged = merge_at_rho(model, rho)
-        out.mkdir(parents=True, exist_ok=True)
-        merged.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    elif format == "peft":
-        export_peft(model, rho, out)
-    else:
-        raise ValueError(f"--format must be 'merged' or 'peft', got {format!r}")
-    typer.echo(f"exported at rho={rho}: {out}")
+    names = held_out_pool() if held_out else sorted(REGISTRY)
+    for name in names:
+        typer.echo(describe(name))
 
 
 def main() -> None:

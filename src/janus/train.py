@@ -37,7 +37,6 @@ import torch.distributed as torch_dist
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from janus import __version__
 from janus.atomic import atomic_directory
 from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
 from janus.decoding import ActionConstraint, constrained_decode
@@ -772,8 +771,3 @@ def _save_checkpoint(model, tokenizer, optimizer, scheduler, config, run_dir, st
     for path in done:
         if path.name not in keep:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def training_fingerprint() -> dict[str, str]:
-    """Versions that determine bitwise results (recorded with benchmark figures)."""
-    return {"janus": __version__, "torch": torch.__version__}

@@ -1,0 +1,103 @@
+"""The `janus` command: help that teaches, one-line errors, export round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
+from janus.cli import app
+from janus.examples import add_special_tokens
+from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers, rho_context
+from janus.tiny import build_model, build_tokenizer
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved run (random janus-tiny base + an adapter with non-zero B)."""
+    root = tmp_path_factory.mktemp("cli")
+    base_dir = root / "base"
+    tokenizer = build_tokenizer()
+    build_model("tiny", tokenizer, seed=1).save_pretrained(base_dir)
+    tokenizer.save_pretrained(base_dir)
+    token_ids = add_special_tokens(tokenizer)
+    model = build_model("tiny", tokenizer, seed=1)
+    resize_for_tokenizer(model, tokenizer)
+    inject_hyperlora(model, rank=4, alpha=8, hyper_hidden=8, trainable_token_ids=token_ids)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for _, layer in iter_hyperlora_layers(model):
+            layer.lora_B.copy_(torch.randn(layer.lora_B.shape, generator=generator) * 0.2)
+    save_hyperlora_adapter(
+        model, tokenizer, root / "run" / "adapter", base_model_name_or_path=base_dir
+    )
+    return root / "run"
+
+
+def test_help_lists_the_pipeline_in_order() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    order = ["generate", "prepare", "base", "train", "evaluate", "export", "play", "demo"]
+    positions = [result.output.index(f" {name} ") for name in order]
+    assert positions == sorted(positions)
+    train_help = runner.invoke(app, ["train", "--help"]).output
+    for option in ("--lambda-sep", "--resume", "--preset", "--grad-accum", "--max-length"):
+        assert option in train_help
+
+
+def test_export_merged_reproduces_the_adapter_at_that_rho(run_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from janus.agent import JanusAgent
+
+    out = tmp_path / "merged"
+    result = runner.invoke(
+        app, ["export", "--run", str(run_dir), "--rho", "0.3", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    agent = JanusAgent.from_pretrained(run_dir)
+    ids = agent.tokenizer("<RHO> 0.30\n<TURN> 2 / 20\n<OUTPUT>", return_tensors="pt").input_ids
+    with torch.no_grad(), rho_context(agent.model, 0.3):
+        expected = agent.model(ids).logits
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_export_peft_writes_a_lora_adapter(run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "peft"
+    result = runner.invoke(
+        app,
+        ["export", "--run", str(run_dir), "--rho", "0.7", "--out", str(out), "--format", "peft"],
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 4
+
+
+def test_user_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"schema_version": 1}\nnot json\n')
+    result = runner.invoke(app, ["prepare", str(bad), "--out", str(tmp_path / "prepared")])
+    assert result.exit_code == 2 and "--format must be" in result.output
+    assert result.output.count("\n") == 1 and "bad.jsonl:1" in result.output
+    assert not (tmp_path / "prepared").exists()
+
+    existing = tmp_path / "episodes.jsonl"
+    existing.write_text("keep")
+    result = runner.invoke(app, ["generate", "--episodes", "5", "--out", str(existing)])
+    assert result.exit_code == 2 and "overwrite" in result.output
+    assert existing.read_text() == "keep"
+
+    result = runner.invoke(app, ["export", "--run", str(tmp_path), "--rho", "0.5", "--out", "x"])
+    assert result.exit_code == 2 and "neither a run directory" in result.output
+    result = runner.invoke(
+        app, ["export", "--run", str(tmp_path), "--rho", "0.5", "--out", "x", "--format", "onnx"]
+    )
+    assert result.exit_code == 2 and "--format must be" in result.output
