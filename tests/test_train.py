@@ -287,3 +287,4 @@ def test_a_tokenizer_without_eos_is_refused_before_training(
     config_path.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="no EOS token"):
         train(small_config(corpus, broken, tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()  # a failed start leaves nothing behind
