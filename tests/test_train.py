@@ -288,3 +288,30 @@ def test_a_tokenizer_without_eos_is_refused_before_training(
     with pytest.raises(ValueError, match="no EOS token"):
         train(small_config(corpus, broken, tmp_path / "run"), progress=False)
     assert not (tmp_path / "run").exists()  # a failed start leaves nothing behind
+
+
+def test_gradient_checkpointing_gives_the_same_weights(
+    corpus: Path, base_dir: Path, tmp_path: Path
+) -> None:
+    plain = small_config(corpus, base_dir, tmp_path / "plain", max_steps=3, eval_every=3)
+    checkpointed = small_config(
+        corpus, base_dir, tmp_path / "ckpt", max_steps=3, eval_every=3, gradient_checkpointing=True
+    )
+    train(plain, progress=False)
+    train(checkpointed, progress=False)
+    a = load_file(str(tmp_path / "plain" / "adapter" / STATE_FILE))
+    b = load_file(str(tmp_path / "ckpt" / "adapter" / STATE_FILE))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
+
+
+def test_bf16_autocast_trains_with_finite_losses(
+    corpus: Path, base_dir: Path, tmp_path: Path
+) -> None:
+    config = small_config(corpus, base_dir, tmp_path / "bf16", max_steps=2, eval_every=2, bf16=True)
+    train(config, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "bf16" / "metrics.jsonl").open()]
+    losses = [r["train_loss"] for r in records if "train_loss" in r]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))
+    state = load_file(str(tmp_path / "bf16" / "adapter" / STATE_FILE))
+    assert all(v.dtype == torch.float32 for v in state.values())  # adapters stay fp32
