@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -148,16 +149,18 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_crash_mid_generation_leaves_no_file(tmp_path: Path, monkeypatch, workers: int) -> None:
-    crash_seed = episode_seed(9, 150)
+    # The plan is what the workers receive (pickled, in fresh processes: nothing patched here
+    # reaches them), so a plan naming a strategy that does not exist makes episodes fail in
+    # the workers themselves.
+    real_make_plan = gen.make_plan
 
-    def flaky(match):
-        if match.seed == crash_seed:
-            raise RuntimeError("strategy blew up")
-        return run_episode(match)
+    def broken_plan(**kwargs):
+        plan = real_make_plan(**kwargs)
+        return dataclasses.replace(plan, pool=(*plan.pool, "no_such_strategy"))
 
-    monkeypatch.setattr(gen, "run_episode", flaky)
+    monkeypatch.setattr(gen, "make_plan", broken_plan)
     path = tmp_path / "out" / "episodes.jsonl"
-    with pytest.raises(RuntimeError, match="strategy blew up"):
+    with pytest.raises(ValueError, match="no_such_strategy"):
         generate(path, episodes=300, seed=9, workers=workers, chunk_size=40, progress=False)
     assert list(path.parent.iterdir()) == []
 

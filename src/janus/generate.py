@@ -352,10 +352,19 @@ def _chunks(episodes: int, size: int) -> list[tuple[int, int]]:
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
-    # fork starts workers in milliseconds and they inherit the imported strategy pool; the
-    # workers only run pure Python episode code, so no thread state is at risk.
+    """Workers start from a fresh single-threaded server process, never a fork of this one.
+
+    Forking a process that already runs threads (torch's OpenMP pool, pyarrow's, a progress
+    bar's monitor) can hand a child a lock held forever: in a long-lived process that had
+    trained a model, a fork-started pool deadlocked on terminate(). The forkserver preloads
+    this module once, so workers still start in milliseconds.
+    """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        return ctx
+    return multiprocessing.get_context("spawn")
 
 
 def iter_chunks(
