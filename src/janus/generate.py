@@ -16,15 +16,16 @@ trajectories (a longer run extends a shorter one).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
-import multiprocessing.pool
 import os
 import random
 import signal
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -371,26 +372,41 @@ def iter_chunks(
     plan: GenerationPlan, episodes: int, *, workers: int = 1, chunk_size: int | None = None
 ) -> Iterator[tuple[bytes, GenerationSummary]]:
     """Serialised chunks of episodes 0..episodes − 1, in index order, from ``workers``
-    processes (``workers=1`` runs in this process). The worker pool starts at once (before
-    the caller starts any thread, e.g. a progress bar's); close the iterator to stop it."""
+    processes (``workers=1`` runs in this process); close the iterator to stop early."""
     size = chunk_size or DEFAULT_CHUNK
     chunks = _chunks(episodes, size)
     if workers <= 1 or len(chunks) <= 1:
         return (generate_chunk(plan, *bounds) for bounds in chunks)
-    ctx = _mp_context()
-    pool = ctx.Pool(min(workers, len(chunks)), initializer=_init_worker, initargs=(plan,))
-    return _drain(pool, pool.imap(_worker_chunk, chunks))
+    workers = min(workers, len(chunks))
+    executor = ProcessPoolExecutor(
+        max_workers=workers, mp_context=_mp_context(), initializer=_init_worker, initargs=(plan,)
+    )
+    return _drain(executor, chunks, in_flight=2 * workers)
 
 
 def _drain(
-    pool: multiprocessing.pool.Pool, results: Iterator[tuple[bytes, GenerationSummary]]
+    executor: ProcessPoolExecutor, chunks: list[tuple[int, int]], *, in_flight: int
 ) -> Iterator[tuple[bytes, GenerationSummary]]:
+    """Results in chunk order, with at most ``in_flight`` chunks submitted at a time.
+
+    On an error (in a worker or in the caller, e.g. a full disk) the chunks not yet started
+    are cancelled and the running ones finish: no worker is killed mid-task. (Killing them,
+    as ``Pool.terminate()`` does, left its task-handler thread waiting forever on a queue
+    lock.) Chunks are small, so stopping takes well under a second.
+    """
+    remaining = iter(chunks)
+    pending: deque[Future] = deque()
     try:
-        yield from results
-        pool.close()
+        for bounds in itertools.islice(remaining, in_flight):
+            pending.append(executor.submit(_worker_chunk, bounds))
+        while pending:
+            result = pending.popleft().result()
+            following = next(remaining, None)
+            if following is not None:
+                pending.append(executor.submit(_worker_chunk, following))
+            yield result
     finally:
-        pool.terminate()
-        pool.join()
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def generate(
@@ -447,7 +463,7 @@ def generate(
     try:
         with DatasetWriter(out, overwrite=overwrite, include_impasse=include_impasse) as writer:
             chunks = iter_chunks(plan, episodes, workers=workers, chunk_size=chunk_size)
-            if progress:  # after the workers are forked: tqdm runs a monitor thread
+            if progress:
                 from tqdm import tqdm
 
                 bar = tqdm(total=episodes, unit="ep", desc="generate", smoothing=0.1)
