@@ -404,7 +404,12 @@ def build_model(config: TrainConfig, device: torch.device):
         trainable_token_ids=token_ids,
     )
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed the method and its keyword; keep working with 4.x too.
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     model.to(device)
     return model, tokenizer, summary
 
