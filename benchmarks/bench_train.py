@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from janus.checkpoint import resize_for_tokenizer
 from janus.examples import DecisionStepDataset, ExampleCollator, LengthBucketedBatchSampler
 from janus.generate import generate
 from janus.prepare import prepare
@@ -85,7 +86,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM
 
     bare = AutoModelForCausalLM.from_pretrained(base)
-    bare.resize_token_embeddings(len(tokenizer))
+    resize_for_tokenizer(bare, tokenizer)
     bare.requires_grad_(False)
 
     def frozen_step(batch) -> None:

@@ -15,6 +15,7 @@ package — its ``__init__`` imports ``llm`` — we only locate its data file.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import json
@@ -112,7 +113,7 @@ def write_model_dir(model, tokenizer, out: Path, info: dict[str, Any]) -> Path:
     """Write a plain model directory atomically (temp dir beside ``out``, then rename)."""
 
     def write(tmp: Path) -> None:
-        config = model.config
+        config = copy.deepcopy(model.config)  # the caller's model keeps its own config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
         config.save_pretrained(tmp)

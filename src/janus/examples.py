@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from janus.checkpoint import resize_for_tokenizer
 from janus.prompt import (
     DEFAULT_K,
     IMPASSE_RHO,
@@ -94,9 +95,9 @@ def add_special_tokens(tokenizer: Any, model: Any = None) -> list[int]:
         if token_id is None or token_id == tokenizer.unk_token_id:
             raise ValueError(f"special token {token} did not get its own id")
     if model is not None:
-        embeddings = model.get_input_embeddings()
-        if embeddings.num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+        # The one resize path: deterministic new rows, original vocab recorded for the
+        # base fingerprint that load_hyperlora checks.
+        resize_for_tokenizer(model, tokenizer)
     return ids
 
 
