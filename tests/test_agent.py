@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from janus.agent import JanusAgent, prompt_state, resolve_adapter_dir
+from janus.agent import JanusAgent, prompt_state, resolve_adapter_dir, resolve_dtype
 from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
 from janus.domain import DomainConfig, Observation, Offer, PriceRange, Role, sample_scenario
 from janus.episode import Match, run_episode, run_episodes
@@ -217,6 +217,41 @@ def test_from_pretrained_round_trip(tmp_path: Path) -> None:
     )
     with pytest.raises(FileNotFoundError):
         resolve_adapter_dir(tmp_path)
+
+
+def test_dtype_auto_plays_in_the_dtype_the_adapter_trained_with(tmp_path: Path) -> None:
+    model, tokenizer = _model_and_tokenizer(seed=5)
+    base_dir = tmp_path / "base"
+    build_model("tiny", build_tokenizer(), seed=5).save_pretrained(base_dir)
+    build_tokenizer().save_pretrained(base_dir)
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        save_hyperlora_adapter(
+            model,
+            tokenizer,
+            tmp_path / name / "adapter",
+            base_model_name_or_path=base_dir,
+            extra_config={"train_config": {"bf16": bf16}},
+        )
+    assert resolve_dtype("auto", {"train_config": {"bf16": True}}) == torch.bfloat16
+    assert resolve_dtype("auto", None) == torch.float32
+    with pytest.raises(ValueError, match="dtype must be auto or one of"):
+        resolve_dtype("float8", None)
+
+    plain = JanusAgent.from_pretrained(tmp_path / "fp32")
+    fast = JanusAgent.from_pretrained(tmp_path / "bf16")
+    assert plain.dtype == torch.float32 and plain.autocast_dtype is None
+    assert fast.dtype == torch.bfloat16 and fast.autocast_dtype == torch.bfloat16
+    layer = next(iter_hyperlora_layers(fast.model))[1]
+    assert layer.base_layer.weight.dtype == torch.bfloat16 and layer.lora_A.dtype == torch.float32
+    assert JanusAgent.from_pretrained(tmp_path / "bf16", dtype="float32").dtype == torch.float32
+    base = JanusAgent.from_base(base_dir, dtype=fast.dtype)
+    assert base.dtype == torch.bfloat16 and not base.has_adapter
+    # Both play whole, valid decisions; a tiny random model's choices may differ in bf16.
+    observations = [_observation(Role.SELLER, standing=s) for s in (500.0, 800.0)]
+    for player in (fast, base):
+        actions = player.act_batch([player.seat(0.3)] * 2, observations)
+        assert len(actions) == 2
+        assert all(a.kind == "ACCEPT" or 0 <= a.price <= 2000 for a in actions)
 
 
 # ------------------------------------------------------------------------------------ play

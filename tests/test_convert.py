@@ -21,10 +21,6 @@ from janus.convert import (
     BASE_INFO_FILE,
     SMOLLM2_INSTALL,
     convert_gguf,
-    load_gguf,
-    locate_smollm2,
-    source_fingerprint,
-    write_model_dir,
 )
 from janus.hyperlora import inject_hyperlora, rho_context
 from janus.tiny import build_model, build_tokenizer
@@ -34,19 +30,8 @@ PROMPT = "<RHO> 0.50\n<TURN> 3 / 20\nOFFER 0.4213"
 
 
 @pytest.fixture(scope="module")
-def gguf_model():
-    model, tokenizer = load_gguf(locate_smollm2())
-    return model, tokenizer
-
-
-@pytest.fixture(scope="module")
-def converted(gguf_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    model, tokenizer = gguf_model
-    out = tmp_path_factory.mktemp("bases") / "smollm2-135m"
-    info = {"kind": "converted-gguf", "source": source_fingerprint(locate_smollm2())}
-    write_model_dir(model, tokenizer, out, info)
-    assert hasattr(model.config, "quantization_config")  # the caller's config is untouched
-    return out
+def converted(smollm2_base: Path) -> Path:
+    return smollm2_base
 
 
 def test_converted_directory_loads_with_plain_transformers_and_matches_the_gguf(

@@ -110,3 +110,51 @@ def test_batched_decoding_equals_one_by_one(byte_tokenizer, random_model) -> Non
     batched = constrained_decode(random_model, constraint, prompts, pad_id=pad)
     alone = [constrained_decode(random_model, constraint, [p], pad_id=pad)[0] for p in prompts]
     assert batched == alone
+
+
+class _FullLogitsOnly(torch.nn.Module):
+    """The same model behind a forward without ``logits_to_keep``: every position's logits."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+
+    def forward(self, input_ids, attention_mask, position_ids, use_cache, past_key_values=None):
+        return self.inner(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            past_key_values=past_key_values,
+        )
+
+
+def test_last_position_logits_decode_exactly_like_full_logits(byte_tokenizer, random_model) -> None:
+    """The prefill asks only for the last position's logits; the sampled actions (greedy
+    and seeded sampling) must equal those decoded from the full logits."""
+    from janus.decoding import accepts_logits_to_keep
+
+    full = _FullLogitsOnly(random_model)
+    assert accepts_logits_to_keep(random_model) and not accepts_logits_to_keep(full)
+    constraint = ActionConstraint(byte_tokenizer, random_model.config.vocab_size)
+    gen = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(0, 200, (n,), generator=gen).tolist() for n in (6, 13, 9)]
+    pad = byte_tokenizer.pad_token_id
+    for temperature in (0.0, 1.0):
+        kept = constrained_decode(
+            random_model,
+            constraint,
+            prompts,
+            pad_id=pad,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(1),
+        )
+        reference = constrained_decode(
+            full,
+            constraint,
+            prompts,
+            pad_id=pad,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(1),
+        )
+        assert kept == reference

@@ -34,6 +34,7 @@ from janus.hyperlora import (
     merge_at_rho,
     rho_context,
     set_rho,
+    set_shared_input_fusion,
     unmerge,
 )
 
@@ -415,6 +416,100 @@ def test_bf16_base_with_fp32_adapters():
     set_rho(model, 0.5)
     model(ids).logits.float().sum().backward()
     assert model.model.layers[0].self_attn.q_proj.lora_B.grad.dtype == torch.float32
+
+
+def test_bf16_autocast_matches_fp32_within_bf16_precision_and_keeps_fp32_grads():
+    """Training and playing with ``bf16``: a bf16 base under autocast, fp32 adapters."""
+    reference = injected("llama")
+    fast = copy.deepcopy(reference)
+    for param in fast.parameters():  # the frozen base only; adapters stay fp32
+        if not param.requires_grad:
+            param.data = param.data.to(torch.bfloat16)
+    ids = token_batch()
+    rho = torch.tensor([0.1, 0.5, 0.9])
+    expected = logits_at(reference, ids, rho)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = logits_at(fast, ids, rho)
+    error = (got.float() - expected).abs().max()
+    # bf16 rounding is far smaller than what the adapter changes: its delta survives the cast.
+    with torch.no_grad():
+        base = build_model("llama")(ids).logits
+    assert error < 0.1 * (expected - base).abs().max()
+    fast.train()
+    set_rho(fast, rho)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = fast(ids).logits.float().pow(2).mean()
+    loss.backward()
+    layer = fast.model.layers[0].self_attn.q_proj
+    assert layer.lora_A.grad.dtype == torch.float32 and layer.lora_A.grad.abs().sum() > 0
+    assert layer.lora_B.grad.dtype == torch.float32 and layer.lora_B.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_shared_input_fusion_gives_the_unfused_outputs_and_gradients(arch):
+    """q/k/v and gate/up share one x Aᵀ GEMM: a speed switch, never a different model."""
+    fused = injected(arch)
+    plain = copy.deepcopy(fused)
+    assert set_shared_input_fusion(plain, False) == 0
+    assert set_shared_input_fusion(fused, True) == 2 * fused.config.num_hidden_layers
+    ids = token_batch()
+    rho = torch.tensor([0.1, 0.5, 0.9])
+    torch.testing.assert_close(logits_at(fused, ids, rho), logits_at(plain, ids, rho))
+    grads = []
+    for model in (fused, plain):
+        model.train()
+        set_rho(model, rho)
+        model(ids).logits.pow(2).mean().backward()
+        grads.append({n: p.grad for n, p in adapter_parameters(model).items()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
+
+
+def test_shared_input_fusion_never_serves_a_stale_or_foreign_input():
+    model = injected("llama")
+    attention = model.model.layers[0].self_attn
+    assert attention.q_proj._shared_input is attention.k_proj._shared_input
+    assert attention.o_proj._shared_input is None  # o reads the attention output
+    x = torch.randn(2, 5, 32)
+
+    def alone(layer, inputs):  # the layer's own, unfused result
+        group, layer._shared_input = layer._shared_input, None
+        try:
+            return layer(inputs)
+        finally:
+            layer._shared_input = group
+
+    with rho_context(model, 0.3), torch.no_grad():
+        attention.q_proj(x)  # caches x Aᵀ for k and v
+        x.mul_(2.0)  # changed in place: k must not get the cached product of the old x
+        torch.testing.assert_close(attention.k_proj(x), alone(attention.k_proj, x))
+        attention.q_proj(x)
+        other = torch.randn(2, 5, 32)  # another tensor: v must not get x's product
+        torch.testing.assert_close(attention.v_proj(other), alone(attention.v_proj, other))
+        attention.q_proj(x)
+        with torch.no_grad():
+            attention.k_proj.lora_A.add_(0.5)  # A changed after the cache was filled
+        torch.testing.assert_close(attention.k_proj(x), alone(attention.k_proj, x))
+
+
+def test_shared_input_fusion_is_off_under_dropout_and_survives_deepcopy():
+    model = injected("llama", dropout=0.2)
+    group = model.model.layers[0].mlp.gate_proj._shared_input
+    model.train()
+    assert not group.active()  # each adapter draws its own dropout mask
+    model.eval()
+    assert group.active()
+    clone = copy.deepcopy(model)
+    mlp = clone.model.layers[0].mlp
+    assert mlp.gate_proj._shared_input is mlp.up_proj._shared_input
+    assert mlp.gate_proj._shared_input.layers == [mlp.gate_proj, mlp.up_proj]
+    ids = token_batch()
+    before = logits_at(clone, ids, 0.4)
+    with torch.no_grad():
+        for _, layer in iter_hyperlora_layers(model):
+            layer.lora_A.mul_(-1.0)  # the original changes; the copy must not see it
+    torch.testing.assert_close(logits_at(clone, ids, 0.4), before)
 
 
 # --------------------------------------------------------------------------------------------

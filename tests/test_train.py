@@ -21,10 +21,14 @@ from janus.hyperlora import rho_context
 from janus.tiny import build_model, build_tokenizer
 from janus.train import (
     TrainConfig,
+    _forward_loss,
     apply_preset,
     gate_separation_loss,
     latest_checkpoint,
     train,
+)
+from janus.train import (
+    build_model as build_training_model,
 )
 
 
@@ -315,3 +319,42 @@ def test_bf16_autocast_trains_with_finite_losses(
     assert losses and all(torch.isfinite(torch.tensor(losses)))
     state = load_file(str(tmp_path / "bf16" / "adapter" / STATE_FILE))
     assert all(v.dtype == torch.float32 for v in state.values())  # adapters stay fp32
+
+
+def test_loss_on_kept_logits_equals_the_full_logits_loss(
+    corpus: Path, base_dir: Path, tmp_path: Path
+) -> None:
+    """The LM head runs only from the first target on; loss and gradients must not change."""
+    from janus.examples import DecisionStepDataset, ExampleCollator
+
+    config = small_config(corpus, base_dir, tmp_path / "unused", dropout=0.0)
+    model, tokenizer, _ = build_training_model(config, torch.device("cpu"))
+    torch.manual_seed(0)
+    for p in model.parameters():  # B starts at zero: perturb so gradients reach everything
+        if p.requires_grad:
+            p.data.add_(0.02 * torch.randn_like(p))
+    data = DecisionStepDataset(corpus, "train", tokenizer, limit=6)
+    # Different lengths: right padding puts the targets at different positions.
+    batch = ExampleCollator(tokenizer.pad_token_id)([data[i] for i in range(6)])
+    assert len({int(m.sum()) for m in batch["attention_mask"]}) > 1
+    model.current_rho = batch["rho"]
+
+    loss, counts = _forward_loss(model, batch)
+    loss.sum().backward()
+    fast_grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    reference = torch.nn.functional.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]),
+        labels.reshape(-1),
+        ignore_index=-100,
+        reduction="none",
+    ).view(labels.shape)
+    torch.testing.assert_close(loss, reference.sum(-1))
+    assert counts.tolist() == (labels != -100).sum(-1).tolist()
+    reference.sum().backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            torch.testing.assert_close(fast_grads[name], param.grad, msg=name)

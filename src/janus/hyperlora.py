@@ -265,6 +265,76 @@ def _linear_shape(layer: nn.Module) -> tuple[int, int, bool]:
     raise TypeError(f"HyperLoRA adapts nn.Linear and Conv1D layers, got {type(layer).__name__}")
 
 
+#: Sibling projections that a transformer block calls one after the other on the same tensor.
+SHARED_INPUT_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("q_proj", "k_proj", "v_proj"),
+    ("gate_proj", "up_proj"),
+)
+
+
+class _SharedInput:
+    """One ``x Aᵀ`` GEMM for sibling adapters that read the very same input tensor.
+
+    q/k/v (and gate/up) of a block are called in turn on one tensor. With rank r the adapter's
+    first GEMM is skinny (r output columns) and bound by reading x: stacking the siblings' A
+    reads x once instead of three times, and in backward gives one GEMM for x's gradient (and
+    one addition into the base's) instead of three. The result is cached for the siblings
+    until each has taken its slice, keyed on the identity and version of x, the version and
+    storage of every A, grad mode and autocast, so a stale or foreign input is never served:
+    anything else is computed afresh. Only used without active dropout (each adapter would
+    draw its own mask).
+    """
+
+    def __init__(self, layers: Sequence[HyperLoRALinear]) -> None:
+        self.layers = list(layers)
+        self._entry: tuple[Any, tuple[Any, ...], Tensor, set[int]] | None = None
+
+    def active(self) -> bool:
+        return all(
+            isinstance(member.dropout, nn.Identity) or not member.training for member in self.layers
+        )
+
+    def _key(self, x: Tensor) -> tuple[Any, ...]:
+        version = None if x.is_inference() else x._version
+        weights = tuple(
+            (member.lora_A._version, member.lora_A.data_ptr()) for member in self.layers
+        )
+        autocast = torch.is_autocast_enabled(x.device.type)
+        return (version, weights, torch.is_grad_enabled(), autocast)
+
+    def hidden(self, layer: HyperLoRALinear, x: Tensor, x_in: Tensor) -> Tensor:
+        """``x_in Aᵀ`` of ``layer`` ([..., r]), from the siblings' shared GEMM."""
+        index = self.layers.index(layer)
+        key = self._key(x)
+        entry = self._entry
+        if entry is not None and entry[0]() is x and entry[1] == key and index in entry[3]:
+            entry[3].discard(index)
+            stacked_hidden = entry[2]
+            if not entry[3]:
+                self._entry = None
+        else:
+            stacked = torch.cat([member.lora_A for member in self.layers], dim=0)
+            stacked_hidden = F.linear(x_in, stacked)
+            pending = set(range(len(self.layers))) - {index}
+            self._entry = (weakref.ref(x), key, stacked_hidden, pending)
+        start = sum(member.rank for member in self.layers[:index])
+        return stacked_hidden[..., start : start + layer.rank]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SharedInput:
+        # The copy serves the copied layers (one group object for all of them, registered in
+        # memo before they are copied), and never the original's cached result.
+        import copy
+
+        clone = _SharedInput.__new__(_SharedInput)
+        memo[id(self)] = clone
+        clone.layers = [copy.deepcopy(layer, memo) for layer in self.layers]
+        clone._entry = None
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"layers": self.layers, "_entry": None}
+
+
 class HyperLoRALinear(nn.Module):
     """A frozen linear (or Conv1D) layer plus a ρ-gated low-rank update.
 
@@ -305,6 +375,7 @@ class HyperLoRALinear(nn.Module):
         self.module_name = name
         self._rho_getter = rho_getter
         self._gate_cache: tuple[Tensor, tuple[tuple[int, int], ...], Tensor] | None = None
+        self._shared_input: _SharedInput | None = None  # set by inject_hyperlora for siblings
         self.train(base_layer.training)  # a fresh Dropout is in training mode: follow the model
 
     def gate(self, rho: RhoLike) -> Tensor:
@@ -350,9 +421,17 @@ class HyperLoRALinear(nn.Module):
                 "batch, or set_rho(model, rho, num_beams=k) for beam search"
             )
         gate = self._scaled_gate(rho)  # [B or 1, r], once per layer per forward
-        hidden = F.linear(self.dropout(x.to(a.dtype)), a)  # [B, ..., r]
+        # Under autocast the matmuls pick their own dtype: casting x up to fp32 first would
+        # only add a copy of the activations (and autocast would cast it back down).
+        autocast = torch.is_autocast_enabled(x.device.type)
+        x_in = x if autocast else x.to(a.dtype)
+        shared = self._shared_input
+        if shared is not None and shared.active():
+            hidden = shared.hidden(self, x, x_in)  # [B, ..., r]
+        else:
+            hidden = F.linear(self.dropout(x_in), a)
         hidden = hidden * gate.view(gate.shape[0], *([1] * (hidden.dim() - 2)), self.rank)
-        if result.dtype == a.dtype:  # fuse "+ delta" into the GEMM: one pass less over y
+        if autocast or result.dtype == a.dtype:  # fuse "+ delta" into the GEMM: one pass less
             flat = torch.addmm(
                 result.reshape(-1, self.out_features),
                 hidden.reshape(-1, self.rank),
@@ -426,6 +505,9 @@ class TiedTokenHead(nn.Module):
         return self.base_layer.weight
 
     def forward(self, hidden: Tensor) -> Tensor:
+        # transformers slices the hidden states for ``logits_to_keep``; a strided 3-D input
+        # sends the 49k-row head through a batched matmul about half as fast as one GEMM.
+        hidden = hidden.contiguous()
         logits = self.base_layer(hidden)
         embedding = self._embedding[0]
         rows = embedding.token_rows
@@ -596,6 +678,7 @@ def inject_hyperlora(
             name=name,
         )
         _replace_module(model, name, layer)
+    set_shared_input_fusion(model, True)
 
     tied = False
     if embedding is not None:
@@ -628,6 +711,33 @@ def inject_hyperlora(
         total_parameters=sum(p.numel() for p in parameters),
         config=config,
     )
+
+
+def set_shared_input_fusion(model: nn.Module, enabled: bool) -> int:
+    """Turn on (the default) or off the shared ``x Aᵀ`` GEMM of sibling adapters.
+
+    Siblings are HyperLoRA layers of one parent module named as in
+    :data:`SHARED_INPUT_GROUPS` (q/k/v, gate/up). A speed switch only: the outputs are the
+    same either way, up to float rounding. Returns the number of groups formed.
+    """
+    by_parent: dict[str, dict[str, HyperLoRALinear]] = {}
+    for name, layer in iter_hyperlora_layers(model):
+        layer._shared_input = None
+        parent, _, child = name.rpartition(".")
+        by_parent.setdefault(parent, {})[child] = layer
+    if not enabled:
+        return 0
+    groups = 0
+    for children in by_parent.values():
+        for names in SHARED_INPUT_GROUPS:
+            members = [children[n] for n in names if n in children]
+            if len(members) < 2 or len({m.in_features for m in members}) != 1:
+                continue
+            group = _SharedInput(members)
+            for member in members:
+                member._shared_input = group
+            groups += 1
+    return groups
 
 
 def iter_hyperlora_layers(model: nn.Module) -> Iterator[tuple[str, HyperLoRALinear]]:

@@ -8,9 +8,12 @@
 - :mod:`~janus.evaluation.summary`: records → ``summary.json``;
 - :mod:`~janus.evaluation.plots` and :mod:`~janus.evaluation.report`: figures, Markdown,
   CSV, atomic report directory, :func:`headline_table`;
+- :mod:`~janus.evaluation.compare`: reports of the same paired episodes side by side;
+- :mod:`~janus.evaluation.presets`: named sizes (``full``, ``cpu-demo``, ``cpu-real``);
 - :mod:`~janus.evaluation.runner`: :func:`evaluate`.
 """
 
+from janus.evaluation.compare import compare_reports
 from janus.evaluation.harness import (
     BASE,
     CHANNELS,
@@ -29,6 +32,11 @@ from janus.evaluation.harness import (
     plan_episodes,
     play_episodes,
     record_episode,
+)
+from janus.evaluation.presets import (
+    EVALUATION_PRESETS,
+    apply_evaluation_preset,
+    evaluation_preset,
 )
 from janus.evaluation.report import headline_table, render_report
 from janus.evaluation.runner import (
@@ -52,6 +60,7 @@ __all__ = [
     "CHANNELS",
     "DEFAULT_CONFIGURATIONS",
     "DEFAULT_RHO_GRID",
+    "EVALUATION_PRESETS",
     "JANUS_CONFIGURATIONS",
     "SCRIPTED_PREFIX",
     "SWEEP",
@@ -60,12 +69,15 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationPlan",
     "EvaluationResult",
+    "apply_evaluation_preset",
     "bootstrap_ci",
     "build_match",
     "calibration_stats",
     "cell_seed",
+    "compare_reports",
     "default_out_dir",
     "evaluate",
+    "evaluation_preset",
     "headline_table",
     "linear_fit",
     "make_plan",

@@ -99,7 +99,9 @@ class EvaluationConfig:
       played in lockstep per :func:`run_episodes` call; ``threads`` sets torch's intra-op
       threads while playing (restored after; ``None`` leaves them alone). The default 1 is
       much faster on a shared CPU: two threads competing with other processes made a
-      janus-tiny evaluation 20 times slower here.
+      janus-tiny evaluation 20 times slower here. ``dtype`` is the base weights' dtype
+      (``auto``: the one the adapter trained with; ``float32``; ``bfloat16``), the same for
+      the ``base`` configuration.
     """
 
     run: str | Path | None = None
@@ -124,6 +126,7 @@ class EvaluationConfig:
     device: str = "cpu"
     batch_size: int = 1024
     threads: int | None = 1
+    dtype: str = "auto"
     bootstrap_resamples: int = 1000
     plots: bool = True
     overwrite: bool = False

@@ -133,6 +133,7 @@ def evaluate(
             safety=config.safety,
             temperature=config.temperature,
             seed=config.seed,
+            dtype=config.dtype,
         )
     if "base" in kinds and base_agent is None:
         from janus.agent import JanusAgent
@@ -140,8 +141,12 @@ def evaluate(
         base_model = _base_model_of(config)
         # The same prompt as the adapter's: its history length k too.
         same_prompt = {"k": agent.k} if hasattr(agent, "k") else {}
+        # ... and its dtype: the base configuration is the same model without the adapter.
+        dtype = getattr(agent, "dtype", None) or (
+            "float32" if config.dtype == "auto" else config.dtype
+        )
         base_agent = JanusAgent.from_base(
-            base_model, device=config.device, safety=config.safety, **same_prompt
+            base_model, device=config.device, safety=config.safety, dtype=dtype, **same_prompt
         )
 
     with torch_threads(config.threads):
@@ -163,6 +168,7 @@ def evaluate(
         "safety": getattr(agent if agent is not None else base_agent, "safety", config.safety),
         "temperature": config.temperature,
         "device": config.device,
+        "dtype": str(getattr(agent if agent is not None else base_agent, "dtype", config.dtype)),
         "batch_size": config.batch_size,
         "threads": config.threads,
         "held_out_check": held_out_check,
