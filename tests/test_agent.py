@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -193,10 +194,15 @@ def test_episodes_in_lockstep_equal_sequential_play(agent: JanusAgent) -> None:
             )
         return out
 
-    batched = run_episodes(matches())
+    finished: list[int] = []
+    batched = run_episodes(matches(), on_finished=finished.append)
     sequential = [run_episode(m) for m in matches()]
     assert [r.offers for r in batched] == [r.offers for r in sequential]
     assert [r.outcome for r in batched] == [r.outcome for r in sequential]
+    # The progress callback hears of every episode once, in the round that ends it: one
+    # decision per round, so an episode of n steps ends in round n.
+    ends = Counter(len(r.steps) for r in sequential)
+    assert finished == [ends[n] for n in sorted(ends)]
 
 
 def test_from_pretrained_round_trip(tmp_path: Path) -> None:

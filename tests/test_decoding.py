@@ -141,20 +141,15 @@ def test_last_position_logits_decode_exactly_like_full_logits(byte_tokenizer, ra
     prompts = [torch.randint(0, 200, (n,), generator=gen).tolist() for n in (6, 13, 9)]
     pad = byte_tokenizer.pad_token_id
     for temperature in (0.0, 1.0):
-        kept = constrained_decode(
-            random_model,
-            constraint,
-            prompts,
-            pad_id=pad,
-            temperature=temperature,
-            generator=torch.Generator().manual_seed(1),
-        )
-        reference = constrained_decode(
-            full,
-            constraint,
-            prompts,
-            pad_id=pad,
-            temperature=temperature,
-            generator=torch.Generator().manual_seed(1),
+        kept, reference = (
+            constrained_decode(
+                model,
+                constraint,
+                prompts,
+                pad_id=pad,
+                temperature=temperature,
+                generator=torch.Generator().manual_seed(1),
+            )
+            for model in (random_model, full)
         )
         assert kept == reference

@@ -20,7 +20,7 @@ change how the loop treats it:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -197,12 +197,16 @@ def run_episode(match: Match) -> EpisodeResult:
     return state.result()
 
 
-def run_episodes(matches: Sequence[Match]) -> list[EpisodeResult]:
+def run_episodes(
+    matches: Sequence[Match], on_finished: Callable[[int], None] | None = None
+) -> list[EpisodeResult]:
     """Play many matches in lockstep; results come back in the order of ``matches``.
 
     At every round, the pending decisions of all seats that share a ``batch_policy`` are
     answered by one ``act_batch`` call; other seats act one by one. Every match follows exactly
     the rules of :func:`run_episode`, so a batched evaluation and a sequential one agree.
+    ``on_finished(n)`` is told after every round how many matches it ended (a progress bar
+    that moves while a long lockstep call runs).
     """
     states = [EpisodeState(m) for m in matches]
     active = states
@@ -227,5 +231,8 @@ def run_episodes(matches: Sequence[Match]) -> list[EpisodeResult]:
                 actions[i] = answer
         for (state, observation), action in zip(pending, actions, strict=True):
             state.apply(observation, action)
-        active = [state for state in active if not state.done]
+        still = [state for state in active if not state.done]
+        if on_finished is not None and len(still) < len(active):
+            on_finished(len(active) - len(still))
+        active = still
     return [state.result() for state in states]

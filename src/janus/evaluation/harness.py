@@ -522,10 +522,9 @@ def play_episodes(
         for start in range(0, len(specs), batch_size):
             chunk = specs[start : start + batch_size]
             built = [build_match(s, agent, base_agent, fixed_rho) for s in chunk]
-            results = run_episodes([m for m, _ in built])
+            results = run_episodes([m for m, _ in built], on_finished=bar.update)
             for spec, (_, seat), result in zip(chunk, built, results, strict=True):
                 records.append(record_episode(spec, result, seat))
-            bar.update(len(chunk))
             agreed = sum(r.agreement for r in records)
             bar.set_postfix(agreement=f"{agreed / len(records):.2f}")
     return records
