@@ -116,7 +116,7 @@ def test_cpu_real_preset_plays_the_held_out_opponents_without_ablations() -> Non
     config = apply_evaluation_preset("cpu-real", {"run": "runs/x", "seed": 3})
     assert tuple(config.opponents) == tuple(held_out_pool())
     assert not config.ablations and not config.scripted_baselines
-    assert config.seed == 3 and config.dtype == "auto"
+    assert config.seed == 3 and config.dtype == "auto" and config.threads == 2
     plan = make_plan(config)
     specs = plan_episodes(plan)
     # 5 configurations + 11 sweep points, 5 opponents, 2 roles, 4 episodes a cell.

@@ -24,7 +24,7 @@ def evaluation_preset(name: str) -> dict[str, Any]:
       cell, ablations and scripted baselines included; about 5,000 episodes).
     - ``cpu-real``: a 135M-parameter base on 2 CPU cores: the held-out opponents only, 4
       episodes a cell, the five configurations and the ρ* sweep without ablations (640
-      episodes), base weights in the dtype the adapter trained with.
+      episodes), base weights in the dtype the adapter trained with, 2 threads.
     """
     if name == "full":
         return {}
@@ -40,6 +40,9 @@ def evaluation_preset(name: str) -> dict[str, Any]:
             "ablations": False,
             "scripted_baselines": False,
             "dtype": "auto",
+            # At 135M parameters the matmuls are large enough for a second thread to pay
+            # (janus-tiny's are not; there one thread is the safe default).
+            "threads": 2,
         }
     raise ValueError(f"unknown evaluation preset {name!r}; choose from {list(EVALUATION_PRESETS)}")
 
