@@ -152,10 +152,6 @@ class JanusAgent:
         self.max_batch = max_batch
         self.label = label
         self.has_adapter = is_injected(model)
-        # A reduced-precision base plays under autocast, as it trained (fp32 adapters, bf16
-        # matmuls); an fp32 base plays in plain fp32.
-        weight_dtype = model.get_input_embeddings().weight.dtype
-        self.autocast_dtype = weight_dtype if weight_dtype != torch.float32 else None
         vocab = model.get_output_embeddings().weight.shape[0]
         self.constraint = ActionConstraint(tokenizer, vocab)
         self._prompt_cache: dict[str, list[int]] = {}
@@ -225,6 +221,12 @@ class JanusAgent:
         """The base weights' dtype (adapters are always fp32)."""
         return self.model.get_input_embeddings().weight.dtype
 
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """A reduced-precision base plays under autocast, as it trained (fp32 adapters, bf16
+        matmuls); an fp32 base plays in plain fp32 (``None``)."""
+        return None if self.dtype == torch.float32 else self.dtype
+
     def seat(
         self,
         rho: float,
@@ -267,9 +269,10 @@ class JanusAgent:
         if self.has_adapter:
             rhos = torch.tensor([seat.gate_rho for seat in seats], dtype=torch.float32)
             scope = rho_context(self.model, rhos)
+        autocast_dtype = self.autocast_dtype
         autocast = (
-            torch.autocast(device_type=self.model.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
+            torch.autocast(device_type=self.model.device.type, dtype=autocast_dtype)
+            if autocast_dtype is not None
             else contextlib.nullcontext()
         )
         with autocast:

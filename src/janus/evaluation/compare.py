@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from janus.atomic import atomic_directory
+from janus.evaluation.plots import _calibration_axes, _curve, _nan
 from janus.evaluation.report import EPISODES_FILE, SUMMARY_FILE, _f, _table, _with_ci
 
 __all__ = [
@@ -110,11 +110,11 @@ def check_paired(reports: Sequence[ComparedReport]) -> None:
         pairs = zip(first.episode_keys, other.episode_keys, strict=False)  # lengths: below
         for line, (mine, theirs) in enumerate(pairs, 2):  # line 1 is the header
             if mine != theirs:
-                column = next(
-                    c for c, a, b in zip(PAIRING_COLUMNS, mine, theirs, strict=True) if a != b
+                column, expected, value = next(
+                    (c, a, b)
+                    for c, a, b in zip(PAIRING_COLUMNS, mine, theirs, strict=True)
+                    if a != b
                 )
-                value = theirs[PAIRING_COLUMNS.index(column)]
-                expected = mine[PAIRING_COLUMNS.index(column)]
                 raise ValueError(
                     f"{where}:{line}: {column} is {value!r} where {first.path / EPISODES_FILE} "
                     f"has {expected!r}: the reports did not play the same episodes (evaluate "
@@ -224,10 +224,6 @@ def render_comparison(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _nan(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 def plot_comparison(data: dict[str, Any], path: Path) -> Path:
     """Left: achieved vs requested ρ* per report (95% CIs, y = x); right: agreement rate."""
     fig = Figure(figsize=(12, 5))
@@ -235,37 +231,24 @@ def plot_comparison(data: dict[str, Any], path: Path) -> Path:
     colors = colormaps["tab10"]
     count = len(data["reports"])
     for i, row in enumerate(data["reports"]):
-        curve = row["curve"]
-        offset = (i - (count - 1) / 2) * 0.01
-        x = [p["rho"] + offset for p in curve]
-        y = [_nan(p["mean_achieved"]) for p in curve]
-        low = [max(0.0, yi - _nan(p["ci_low"])) for yi, p in zip(y, curve, strict=True)]
-        high = [max(0.0, _nan(p["ci_high"]) - yi) for yi, p in zip(y, curve, strict=True)]
-        mae = row["mae"]
-        text = row["label"] if mae is None else f"{row['label']} (MAE {mae:.3f})"
-        left.errorbar(
-            x, y, yerr=[low, high], marker="o", ms=4, capsize=3, color=colors(i), label=text
-        )
+        # A row holds the report's calibration curve and MAE, as a summary's block does.
+        _curve(left, row, row["label"], colors(i), offset=(i - (count - 1) / 2) * 0.01)
         right.plot(
-            [p["rho"] for p in curve],
-            [_nan(p["agreement_rate"]) for p in curve],
+            [p["rho"] for p in row["curve"]],
+            [_nan(p["agreement_rate"]) for p in row["curve"]],
             marker="o",
             ms=4,
             color=colors(i),
             label=row["label"],
         )
-    left.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="y = x")
-    left.set_xlabel("requested ρ*")
-    left.set_ylabel("achieved ρ (mean over agreements)")
-    left.set_title("Calibration on the same paired episodes")
+    _calibration_axes(left, "Calibration on the same paired episodes")
+    right.set_xlim(-0.05, 1.05)
+    right.set_ylim(-0.02, 1.02)
     right.set_xlabel("requested ρ*")
     right.set_ylabel("agreement rate")
-    right.set_ylim(-0.02, 1.02)
     right.set_title("Agreement rate per requested ρ*")
-    for ax in (left, right):
-        ax.set_xlim(-0.05, 1.05)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
+    right.grid(alpha=0.3)
+    right.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

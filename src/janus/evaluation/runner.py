@@ -141,10 +141,9 @@ def evaluate(
         base_model = _base_model_of(config)
         # The same prompt as the adapter's: its history length k too.
         same_prompt = {"k": agent.k} if hasattr(agent, "k") else {}
-        # ... and its dtype: the base configuration is the same model without the adapter.
-        dtype = getattr(agent, "dtype", None) or (
-            "float32" if config.dtype == "auto" else config.dtype
-        )
+        # ... and its dtype: the base configuration is the same model without the adapter
+        # (with no adapter to read, "auto" resolves to float32).
+        dtype = getattr(agent, "dtype", None) or config.dtype
         base_agent = JanusAgent.from_base(
             base_model, device=config.device, safety=config.safety, dtype=dtype, **same_prompt
         )
