@@ -147,6 +147,9 @@ def test_offers_past_the_reservation_are_clamped_and_counted(
     agent: JanusAgent, monkeypatch
 ) -> None:
     monkeypatch.setattr(agent, "_decode", _Scripted(["OFFER 0.9000", "OFFER 0.3000"]))
+    # The clamped counters (800, 600) are worse than the standing 700: without this the
+    # accept_better rule would take the standing offer instead.
+    monkeypatch.setattr(agent, "rules", ())
     buyer, seller = agent.seat(0.5), agent.seat(0.5)
     actions = agent.act_batch(
         [buyer, seller], [_observation(Role.BUYER), _observation(Role.SELLER)]
@@ -158,7 +161,7 @@ def test_offers_past_the_reservation_are_clamped_and_counted(
 
 def test_without_safety_nothing_is_changed(monkeypatch) -> None:
     model, tokenizer = _model_and_tokenizer()
-    research = JanusAgent(model, tokenizer, safety=False)
+    research = JanusAgent(model, tokenizer, safety=False, rules=())
     monkeypatch.setattr(research, "_decode", _Scripted(["OFFER 0.9000"]))
     seat = research.seat(0.5)
     [action] = research.act_batch([seat], [_observation(Role.BUYER)])
@@ -312,3 +315,98 @@ def test_play_refuses_accept_with_nothing_to_accept(agent: JanusAgent) -> None:
             first_mover=Role.BUYER,
         )
     assert "no offer to accept yet" in out.getvalue()
+
+
+# ------------------------------------------------------------------ acceptance rules
+
+
+def _seller_observation(turn: int, standing: float) -> Observation:
+    """A seller (reservation 600) facing a buyer's standing offer, at ``turn`` of 20."""
+    history = tuple(
+        Offer(Role.SELLER if i % 2 == 0 else Role.BUYER, 1000.0 - 10 * i, i + 1)
+        for i in range(turn - 2)
+    )
+    history = (*history, Offer(Role.BUYER, standing, turn - 1))
+    return Observation(
+        role=Role.SELLER,
+        reservation=600.0,
+        price_range=PriceRange(),
+        turn=turn,
+        max_turns=20,
+        standing_offer=standing,
+        history=history,
+    )
+
+
+def _norm(price: float) -> str:
+    return f"OFFER {(price - 200) / 1300:.4f}"
+
+
+def _price(norm: float) -> float:
+    """The price the agent decodes from ``OFFER norm`` (4 decimals, exact)."""
+    return PriceRange().denorm(norm)
+
+
+@pytest.mark.parametrize(
+    ("counter", "standing", "accepted"),
+    [
+        (_price(0.5), _price(0.55), True),  # the buyer already offers more than the counter
+        (_price(0.55), _price(0.55), True),  # as good as the counter: take it
+        (_price(0.6), _price(0.55), False),  # the counter asks for more: keep bargaining
+    ],
+)
+def test_accept_better_takes_an_offer_at_least_as_good_as_the_counter(
+    agent: JanusAgent, monkeypatch, counter: float, standing: float, accepted: bool
+) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(counter)]))
+    monkeypatch.setattr(agent, "rules", ("accept_better",))
+    seat = agent.seat(0.8)
+    [action] = agent.act_batch([seat], [_seller_observation(6, standing)])
+    assert action.is_accept is accepted
+    assert seat.stats.rule_accept_better == int(accepted)
+    if not accepted:
+        assert action.price == pytest.approx(counter)
+
+
+def test_accept_better_never_takes_an_offer_past_the_reservation(
+    agent: JanusAgent, monkeypatch
+) -> None:
+    # The seller's counter is clamped up to its reservation 600; the buyer's 550 is
+    # better than nothing for the buyer but below the seller's reservation: no deal.
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(400.0)]))
+    seat = agent.seat(0.8)
+    [action] = agent.act_batch([seat], [_seller_observation(6, 550.0)])
+    assert not action.is_accept and action.price == 600.0
+    assert seat.stats.rule_accepts == 0 and seat.stats.safety_clamped_offers == 1
+
+
+@pytest.mark.parametrize(("turn", "accepted"), [(17, False), (18, False), (19, True), (20, True)])
+def test_accept_last_turn_takes_a_deal_when_janus_has_no_later_turn(
+    agent: JanusAgent, monkeypatch, turn: int, accepted: bool
+) -> None:
+    # The counter (1000) asks for more than the standing 700, so only the deadline rule
+    # can accept; Janus's next turn would be turn + 2, past the 20-turn clock from 19 on.
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(1000.0)]))
+    monkeypatch.setattr(agent, "rules", ("accept_last_turn",))
+    seat = agent.seat(0.8)
+    [action] = agent.act_batch([seat], [_seller_observation(turn, 700.0)])
+    assert action.is_accept is accepted
+    assert seat.stats.rule_accept_last_turn == int(accepted)
+
+
+def test_no_rules_leave_every_counter_alone(agent: JanusAgent, monkeypatch) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(850.0)]))
+    monkeypatch.setattr(agent, "rules", ())
+    seat = agent.seat(0.8)
+    [action] = agent.act_batch([seat], [_seller_observation(20, 900.0)])
+    assert action.price == pytest.approx(850.0) and seat.stats.rule_accepts == 0
+
+
+def test_rules_are_checked_by_name() -> None:
+    from janus.agent import DEFAULT_RULES, check_rules
+
+    assert check_rules(None) == DEFAULT_RULES
+    assert check_rules("none") == () and check_rules("") == ()
+    assert check_rules("accept_last_turn, accept_better") == ("accept_last_turn", "accept_better")
+    with pytest.raises(ValueError, match=r"unknown acceptance rule.*'accept_all'"):
+        check_rules(["accept_all"])

@@ -89,7 +89,9 @@ class FakeAgent:
         self.open_with_accept = open_with_accept
         self.batches: list[list[str]] = []  # seat names per act_batch call
 
-    def seat(self, rho, *, channels="both", fixed_rho=0.5, name=None) -> FakeSeat:
+    def seat(
+        self, rho, *, channels="both", fixed_rho=0.5, name=None, calibrated=True, role=None
+    ) -> FakeSeat:
         return FakeSeat(self, rho, channels, fixed_rho, name)
 
     def _rho(self, seat: FakeSeat) -> float:

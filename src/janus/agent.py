@@ -15,6 +15,19 @@ reservation is clamped to it, and an ACCEPT of a standing offer worse than its r
 refused — the model is asked again with ACCEPT ruled out, so its answer is still its own best
 offer. Every intervention is counted on the seat. Invalid moves that are not safety matters
 (ACCEPT with nothing on the table) are left to the episode loop, which records them.
+
+Acceptance rules (:data:`ACCEPTANCE_RULES`, named agent options, counted on the seat like the
+safety rules) close deals a cloned policy walks away from. They only ever turn the model's
+counter-offer into an ACCEPT of a standing offer inside the reservation:
+
+- ``accept_better`` (AC-next in the negotiation literature): the standing offer is at least as
+  good for Janus as the counter it was about to make. Countering worse than what is on the
+  table gives surplus away for nothing.
+- ``accept_last_turn`` (AC-last): Janus has no later turn; a deal inside the reservation beats
+  the impasse that a counter risks.
+
+A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
+into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from typing import Any
 
 import torch
 
+from janus.calibration import CalibrationMap
 from janus.decoding import ActionConstraint, constrained_decode
 from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
@@ -34,6 +48,30 @@ from janus.hyperlora import is_injected, rho_context
 from janus.prompt import DEFAULT_K, PromptState, build_prompt, canonical_rho, parse_action
 
 CHANNELS = ("both", "text", "weights")
+#: The acceptance rules an agent can apply, and what each one does (for ``--help``).
+ACCEPTANCE_RULES: dict[str, str] = {
+    "accept_better": "accept a standing offer at least as good as Janus's own counter",
+    "accept_last_turn": "at Janus's last turn, accept any standing offer inside the reservation",
+}
+DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn")
+
+
+def check_rules(rules: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Rule names from a sequence or a comma string (``""``/``"none"``: no rule)."""
+    if rules is None:
+        return DEFAULT_RULES
+    if isinstance(rules, str):
+        rules = [] if rules.strip().lower() == "none" else rules.split(",")
+    names = tuple(dict.fromkeys(r.strip() for r in rules if r.strip()))
+    unknown = [n for n in names if n not in ACCEPTANCE_RULES]
+    if unknown:
+        raise ValueError(
+            f"unknown acceptance rule(s) {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(ACCEPTANCE_RULES)} (or none)"
+        )
+    return names
+
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -87,19 +125,33 @@ def prompt_state(observation: Observation) -> PromptState:
 
 @dataclass
 class SeatStats:
-    """What happened to one seat's decisions."""
+    """What happened to one seat's decisions: safety and acceptance-rule interventions."""
 
     decisions: int = 0
     safety_clamped_offers: int = 0
     safety_refused_accepts: int = 0
+    rule_accept_better: int = 0
+    rule_accept_last_turn: int = 0
+    #: 1 when the seat's request lay outside the calibration map's reachable range.
+    outside_reachable: int = 0
 
     @property
     def safety_interventions(self) -> int:
         return self.safety_clamped_offers + self.safety_refused_accepts
 
+    @property
+    def rule_accepts(self) -> int:
+        return self.rule_accept_better + self.rule_accept_last_turn
+
 
 class JanusSeat:
-    """One episode seat played by a :class:`JanusAgent` at a fixed ρ."""
+    """One episode seat played by a :class:`JanusAgent` at a fixed requested ρ.
+
+    ``requested_rho`` is what the user asked for; ``dial_rho`` the value fed to the model
+    (the calibration map's inverse for the seat's role, or the request itself). With a map,
+    the dial is resolved at the seat's first decision, when its role is known (or at once
+    when ``role`` is given).
+    """
 
     strict = False  # invalid moves are recorded by the episode loop, not raised
 
@@ -111,18 +163,45 @@ class JanusSeat:
         channels: str = "both",
         fixed_rho: float = 0.5,
         name: str | None = None,
+        calibrated: bool = True,
+        role: str | None = None,
     ) -> None:
         if channels not in CHANNELS:
             raise ValueError(f"channels must be one of {CHANNELS}, got {channels!r}")
         self.batch_policy = agent
-        self.rho = canonical_rho(rho)
-        fixed = canonical_rho(fixed_rho)
-        self.text_rho = self.rho if channels in ("both", "text") else fixed
-        self.gate_rho = self.rho if channels in ("both", "weights") else fixed
+        self.requested_rho = canonical_rho(rho)
+        self.rho = self.requested_rho
+        self.fixed_rho = canonical_rho(fixed_rho)
         self.channels = channels
+        self.calibration = agent.calibration if calibrated else None
+        self.dial_rho: float | None = None if self.calibration is not None else self.rho
         suffix = "" if channels == "both" else f",{channels}"
         self.name = name or f"{agent.label}(rho={self.rho:.2f}{suffix})"
         self.stats = SeatStats()
+        if role is not None:
+            self.resolve(role)
+
+    def resolve(self, role: str) -> float:
+        """Fix the dial value for ``role`` (once; a seat plays one side of one episode)."""
+        if self.dial_rho is None:
+            assert self.calibration is not None
+            value, inside = self.calibration.inverse(self.requested_rho, str(role))
+            self.stats.outside_reachable = int(not inside)
+            self.dial_rho = canonical_rho(value)
+        return self.dial_rho
+
+    def _resolved(self) -> float:
+        if self.dial_rho is None:
+            raise RuntimeError("the seat's dial is resolved at its first decision (or role=)")
+        return self.dial_rho
+
+    @property
+    def text_rho(self) -> float:
+        return self._resolved() if self.channels in ("both", "text") else self.fixed_rho
+
+    @property
+    def gate_rho(self) -> float:
+        return self._resolved() if self.channels in ("both", "weights") else self.fixed_rho
 
     def act(self, observation: Observation) -> Action:
         return self.batch_policy.act_batch([self], [observation])[0]
@@ -142,8 +221,12 @@ class JanusAgent:
         seed: int = 0,
         max_batch: int = 256,
         label: str = "janus",
+        rules: Sequence[str] | str | None = DEFAULT_RULES,
+        calibration: CalibrationMap | None = None,
     ) -> None:
         self.model = model.eval()
+        self.rules = check_rules(rules)
+        self.calibration = calibration
         self.tokenizer = tokenizer
         self.k = k
         self.safety = safety
@@ -169,10 +252,13 @@ class JanusAgent:
         temperature: float = 0.0,
         seed: int = 0,
         dtype: str | torch.dtype = "auto",
+        rules: Sequence[str] | str | None = DEFAULT_RULES,
+        raw: bool = False,
     ) -> JanusAgent:
         """Load a trained adapter onto its base (fingerprint checked by the core loader).
 
         ``dtype`` is the base weights' dtype (see :func:`resolve_dtype`); adapters stay fp32.
+        The adapter's calibration map (``calibration.json``) is loaded unless ``raw``.
         """
         from janus.checkpoint import load_hyperlora, read_adapter_config
 
@@ -188,6 +274,8 @@ class JanusAgent:
             safety=safety,
             temperature=temperature,
             seed=seed,
+            rules=rules,
+            calibration=None if raw else CalibrationMap.load(adapter),
         )
 
     @classmethod
@@ -199,6 +287,7 @@ class JanusAgent:
         safety: bool = True,
         k: int = DEFAULT_K,
         dtype: str | torch.dtype = "float32",
+        rules: Sequence[str] | str | None = DEFAULT_RULES,
     ) -> JanusAgent:
         """The bare base model with the same prompt and constraint: the no-adapter baseline.
 
@@ -214,7 +303,7 @@ class JanusAgent:
             str(base_model), dtype=resolve_dtype(dtype, None)
         )
         resize_for_tokenizer(model, tokenizer)
-        return cls(model.to(device), tokenizer, k=k, safety=safety, label="base")
+        return cls(model.to(device), tokenizer, k=k, safety=safety, label="base", rules=rules)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -234,9 +323,19 @@ class JanusAgent:
         channels: str = "both",
         fixed_rho: float = 0.5,
         name: str | None = None,
+        calibrated: bool = True,
+        role: str | None = None,
     ) -> JanusSeat:
-        """A fresh seat for one episode at this ρ."""
-        return JanusSeat(self, rho, channels=channels, fixed_rho=fixed_rho, name=name)
+        """A fresh seat for one episode at this requested ρ (mapped unless ``calibrated=False``)."""
+        return JanusSeat(
+            self,
+            rho,
+            channels=channels,
+            fixed_rho=fixed_rho,
+            name=name,
+            calibrated=calibrated,
+            role=role,
+        )
 
     # ------------------------------------------------------------------------ acting
 
@@ -255,6 +354,7 @@ class JanusAgent:
         return actions
 
     def _encode(self, seat: JanusSeat, observation: Observation) -> list[int]:
+        seat.resolve(observation.role.value)
         prompt = build_prompt(prompt_state(observation), seat.text_rho, self.k)
         ids = self._prompt_cache.get(prompt)
         if ids is None:
@@ -318,5 +418,22 @@ class JanusAgent:
             if self.safety and not observation.is_acceptable(price):
                 price = observation.reservation
                 seat.stats.safety_clamped_offers += 1
+            rule = self._acceptance_rule(observation, price)
+            if rule is not None:
+                setattr(seat.stats, f"rule_{rule}", getattr(seat.stats, f"rule_{rule}") + 1)
+                actions.append(Action.accept())
+                continue
             actions.append(Action.offer(price))
         return actions
+
+    def _acceptance_rule(self, observation: Observation, counter: float) -> str | None:
+        """The first acceptance rule that turns ``counter`` into an ACCEPT, if any."""
+        standing = observation.standing_offer
+        if not self.rules or standing is None or not observation.is_acceptable(standing):
+            return None
+        if "accept_better" in self.rules and observation.better_or_equal(standing, counter):
+            return "accept_better"
+        last_turn = observation.turn + 2 > observation.max_turns
+        if "accept_last_turn" in self.rules and last_turn:
+            return "accept_last_turn"
+        return None

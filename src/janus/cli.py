@@ -254,6 +254,95 @@ def train_command(
     typer.echo(f"adapter: {result.adapter_dir}")
 
 
+@app.command("refine")
+@friendly_errors
+def refine_command(
+    run: Annotated[Path, typer.Option(help="The trained run (or adapter) to refine.")],
+    out: Annotated[Path, typer.Option(help="The refined run's directory.")],
+    rounds: Annotated[int, typer.Option(help="Play / relabel / train rounds.")] = 2,
+    episodes: Annotated[int, typer.Option(help="Own episodes played per round.")] = 2000,
+    steps: Annotated[int, typer.Option(help="Training steps per round.")] = 200,
+    lr: Annotated[
+        float | None, typer.Option(help="Learning rate (default: a third of the run's).")
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="hindsight: label every own episode with the rho it reached; filtered: keep "
+            "only episodes that landed within --epsilon of their request."
+        ),
+    ] = "hindsight",
+    epsilon: Annotated[float, typer.Option(help="The filtered mode's tolerance.")] = 0.05,
+    mix: Annotated[float, typer.Option(help="Share of own rows in each round's epoch.")] = 0.5,
+    opponents: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated rollout opponents (default: the training pool)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of rollouts, sweeps and training.")] = 0,
+    no_select: Annotated[
+        bool, typer.Option("--no-select", help="Keep the last round instead of the best one.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier refine directory.")] = False,
+) -> None:
+    """Refine a trained dial on its own games, then fit its calibration map.
+
+    Each round, Janus plays the training pool (never a held-out opponent) at rho* drawn with
+    extra weight at the ends; its games are written as an ordinary corpus labelled with the
+    rho they reached, prepared, and training continues on a mix of scripted and own rows.
+    The round best calibrated on an in-pool sweep is kept in OUT/adapter with its map.
+    """
+    from janus.refine import RefineConfig, refine
+
+    config = RefineConfig(
+        run=str(run),
+        out=str(out),
+        rounds=rounds,
+        episodes=episodes,
+        steps=steps,
+        lr=lr,
+        mode=mode,
+        epsilon=epsilon,
+        mix=mix,
+        opponents=[o.strip() for o in opponents.split(",")] if opponents else None,
+        seed=seed,
+        select=not no_select,
+        overwrite=overwrite,
+    )
+    result = refine(config, say=typer.echo)
+    typer.echo(f"kept round {result.chosen_round}; adapter: {result.adapter}")
+
+
+@app.command("calibrate")
+@friendly_errors
+def calibrate_command(
+    run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
+    episodes_per_cell: Annotated[
+        int, typer.Option(help="Sweep episodes per rho x opponent x role.")
+    ] = 2,
+    seed: Annotated[int, typer.Option(help="Seed of the sweep's episodes.")] = 0,
+) -> None:
+    """Fit the adapter's calibration map on an in-pool sweep and save it beside the weights.
+
+    Agents then play the map's inverse by default (janus play/evaluate --raw turns it off).
+    Only in-pool opponents play the sweep: held-out opponents never choose anything.
+    """
+    from janus.calibrate import calibrate_adapter
+
+    calibration, path = calibrate_adapter(run, episodes_per_cell=episodes_per_cell, seed=seed)
+    for role in ("buyer", "seller"):
+        if role in calibration.curves:
+            low, high = calibration.reachable(role)
+            typer.echo(f"{role}: the dial reaches rho {low:.2f}..{high:.2f}")
+    typer.echo(f"calibration map: {path}")
+
+
+RULES_HELP = (
+    "Comma-separated acceptance rules, or none (default: accept_better,accept_last_turn). "
+    "accept_better: accept a standing offer at least as good as Janus's own counter; "
+    "accept_last_turn: at Janus's last turn accept any offer inside its reservation."
+)
+
+
 @app.command("evaluate")
 @friendly_errors
 def evaluate_command(
@@ -296,6 +385,10 @@ def evaluate_command(
     no_safety: Annotated[
         bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")
     ] = False,
+    rules: Annotated[str | None, typer.Option(help=RULES_HELP)] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
 ) -> None:
     """Show that the dial works: calibration sweep, configurations, ablations, baselines.
@@ -321,6 +414,8 @@ def evaluate_command(
             "ablations": False if no_ablations else None,
             "scripted_baselines": False if no_baselines else None,
             "safety": False if no_safety else None,
+            "rules": rules,
+            "raw": raw or None,
             "overwrite": overwrite or None,
         },
     )
@@ -402,6 +497,10 @@ def play_command(
     no_safety: Annotated[
         bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")
     ] = False,
+    rules: Annotated[str | None, typer.Option(help=RULES_HELP)] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
+    ] = False,
 ) -> None:
     """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
     from janus.agent import JanusAgent
@@ -410,7 +509,7 @@ def play_command(
 
     if role not in ("buyer", "seller"):
         raise ValueError(f"--role must be buyer or seller, got {role!r}")
-    agent = JanusAgent.from_pretrained(run, base_model, safety=not no_safety)
+    agent = JanusAgent.from_pretrained(run, base_model, safety=not no_safety, rules=rules, raw=raw)
     try:
         play_game(
             agent,

@@ -213,19 +213,36 @@ def resolve_decision_steps(prepared: str | Path) -> Path:
 
 
 def read_decision_steps(
-    prepared: str | Path, split: str, *, include_failures: bool = False
+    prepared: str | Path,
+    split: str,
+    *,
+    include_failures: bool = False,
+    decider: str | None = None,
 ) -> list[dict[str, Any]]:
     """The rows of one split as dicts, reading only :data:`REQUIRED_COLUMNS`.
 
-    Impasse rows (``rho_train == −1.0``) are dropped unless ``include_failures``. Errors are
-    one line naming the file and the missing column or the empty split.
+    Impasse rows (``rho_train == −1.0``) are dropped unless ``include_failures``. With
+    ``decider``, only the steps decided by the side whose strategy has that name are kept
+    (a refinement corpus teaches Janus its own moves, not its opponents'). Errors are one
+    line naming the file and the missing column or the empty split.
     """
     path = resolve_decision_steps(prepared)
     names = set(pq.read_schema(path).names)
     for column in REQUIRED_COLUMNS:
         if column not in names:
             raise ValueError(f"{path}: missing column {column!r}")
-    table = pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+    extra = ["role", "buyer_strategy", "seller_strategy"] if decider is not None else []
+    table = pq.read_table(path, columns=[*REQUIRED_COLUMNS, *extra])
+    if decider is not None:
+        as_buyer = pc.and_(
+            pc.equal(table["role"], "buyer"), pc.equal(table["buyer_strategy"], decider)
+        )
+        as_seller = pc.and_(
+            pc.equal(table["role"], "seller"), pc.equal(table["seller_strategy"], decider)
+        )
+        table = table.filter(pc.or_(as_buyer, as_seller)).select(list(REQUIRED_COLUMNS))
+        if table.num_rows == 0:
+            raise ValueError(f"{path}: no step is decided by a side named {decider!r}")
     in_split = table.filter(pc.equal(table["split"], split))
     if in_split.num_rows == 0:
         present = sorted(str(s) for s in pc.unique(table["split"]).to_pylist())
@@ -282,11 +299,14 @@ class DecisionStepDataset(torch.utils.data.Dataset):
         rho_mode: RhoMode = "outcome",
         seed: int = 0,
         limit: int | None = None,
+        decider: str | None = None,
     ) -> None:
         if rho_mode not in RHO_MODES:
             raise ValueError(f"rho_mode must be one of {RHO_MODES}, got {rho_mode!r}")
         check_special_tokens(tokenizer)
-        rows = read_decision_steps(prepared, split, include_failures=include_failures)
+        rows = read_decision_steps(
+            prepared, split, include_failures=include_failures, decider=decider
+        )
         if limit is not None:
             rows = rows[:limit]
         rng = np.random.default_rng(seed)

@@ -93,6 +93,22 @@ class PlayResult:
     human_role: Role
 
 
+def dial_line(agent, seat, janus_role: Role) -> str:
+    """How the request reaches the dial: through the calibration map or raw, and whether
+    the request lies outside what the dial can reach (said, never silently clipped)."""
+    calibration = getattr(agent, "calibration", None)
+    if calibration is None or getattr(seat, "calibration", None) is None:
+        return f"(raw dial: rho {seat.rho:.2f} goes to the model as is)"
+    low, high = calibration.reachable(janus_role.value)
+    line = (
+        f"(calibrated dial: to land at rho {seat.rho:.2f} the model is set to "
+        f"{seat.dial_rho:.2f}; as {janus_role.value} it reaches {low:.2f}..{high:.2f})"
+    )
+    if seat.stats.outside_reachable:
+        line += f"\nnote: rho {seat.rho:.2f} is outside that range; Janus aims at the nearest end"
+    return line
+
+
 def play_game(
     agent,
     *,
@@ -110,13 +126,15 @@ def play_game(
     scenario = sample_scenario(config or DomainConfig(), rng, mover)
     human_role = janus_role.opponent
     human = HumanNegotiator(input_stream, output)
-    janus = _Announcer(agent.seat(rho), output)
+    seat = agent.seat(rho, role=janus_role.value)
+    janus = _Announcer(seat, output)
     output.write(
         f"You are the {human_role.value}; your reservation is "
         f"{scenario.reservation(human_role):.2f} (never go past it). Janus plays the "
         f"{janus_role.value} at rho={rho:.2f}. {mover.value} moves first; "
         f"{scenario.max_turns} turns at most.\n{HELP}\n"
     )
+    output.write(dial_line(agent, seat, janus_role) + "\n")
     buyer, seller = (janus, human) if janus_role is Role.BUYER else (human, janus)
     episode = run_episode(Match(buyer, seller, scenario, seed=seed))
     outcome = episode.outcome

@@ -65,6 +65,7 @@ CHECKPOINTS_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "train_config.json"
 BEST_FILE = "best.json"
+DATA_FILE = "data.json"
 TRAINER_TENSORS = "trainer_state.safetensors"
 TRAINER_JSON = "trainer_state.json"
 
@@ -98,6 +99,12 @@ class TrainConfig:
     include_failures: bool = False
     max_length: int = 512
     seed: int = 0
+    # continued training (``janus refine``): start from an adapter, mix in a second corpus
+    init_adapter: str | None = None
+    extra_data: str | None = None
+    extra_fraction: float = 0.5
+    extra_decider: str | None = "janus"
+    extra_include_failures: bool = True
     # runtime
     bf16: bool = False
     gradient_checkpointing: bool = False
@@ -257,6 +264,16 @@ def validate_inputs(config: TrainConfig) -> Path:
         raise ValueError("--keep-last must be at least 1")
     if not (config.lr > 0 and math.isfinite(config.lr)):
         raise ValueError(f"--lr must be a positive number, got {config.lr}")
+    if config.extra_data is not None:
+        resolve_decision_steps(config.extra_data)
+        if not 0.0 < config.extra_fraction < 1.0:
+            raise ValueError(f"--extra-fraction must be in (0, 1), got {config.extra_fraction}")
+    if config.init_adapter is not None:
+        from janus.checkpoint import STATE_FILE
+
+        state_file = Path(config.init_adapter) / STATE_FILE
+        if not state_file.is_file():
+            raise FileNotFoundError(f"init adapter {config.init_adapter}: no {STATE_FILE} in it")
     path = resolve_decision_steps(config.data)
     names = set(pq.read_schema(path).names)
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
@@ -575,23 +592,43 @@ def _filter_long(dataset: DecisionStepDataset, max_length: int) -> list[int]:
     return keep
 
 
-class _Subset:
-    """A view of a dataset restricted to some indices (keeps ``lengths``)."""
+def training_view(
+    config: TrainConfig, tokenizer: Any
+) -> tuple[torch.utils.data.Dataset, list[int], dict[str, int]]:
+    """The training examples, their lengths (for the bucketed sampler) and row counts.
 
-    def __init__(self, dataset: DecisionStepDataset, indices: list[int]) -> None:
-        self.dataset = dataset
-        self.indices = indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int):
-        return self.dataset[self.indices[i]]
-
-    @property
-    def lengths(self) -> list[int]:
-        full = self.dataset.lengths
-        return [full[i] for i in self.indices]
+    With ``extra_data`` (a refinement corpus), the epoch holds all of its rows decided by
+    ``extra_decider`` plus a seeded sample of the scripted rows sized so that the extra rows
+    make ``extra_fraction`` of the epoch (all scripted rows when there are too few).
+    """
+    scripted = DecisionStepDataset(
+        config.data, "train", tokenizer, k=config.k, include_failures=config.include_failures
+    )
+    keep = _filter_long(scripted, config.max_length)
+    counts = {"scripted_rows": len(keep), "extra_rows": 0}
+    if config.extra_data is None:
+        lengths = [scripted.lengths[i] for i in keep]
+        return torch.utils.data.Subset(scripted, keep), lengths, counts
+    extra = DecisionStepDataset(
+        config.extra_data,
+        "train",
+        tokenizer,
+        k=config.k,
+        include_failures=config.extra_include_failures,
+        decider=config.extra_decider,
+    )
+    extra_keep = _filter_long(extra, config.max_length)
+    f = config.extra_fraction
+    wanted = round(len(extra_keep) * (1 - f) / f)
+    if wanted < len(keep):
+        rng = np.random.default_rng(config.seed + 2)
+        keep = sorted(rng.choice(np.asarray(keep), size=wanted, replace=False).tolist())
+    counts = {"scripted_rows": len(keep), "extra_rows": len(extra_keep)}
+    lengths = [scripted.lengths[i] for i in keep] + [extra.lengths[i] for i in extra_keep]
+    view = torch.utils.data.ConcatDataset(
+        [torch.utils.data.Subset(scripted, keep), torch.utils.data.Subset(extra, extra_keep)]
+    )
+    return view, lengths, counts
 
 
 def train(
@@ -619,15 +656,16 @@ def train(
 
     _seed_everything(config.seed)
     model, tokenizer, summary = build_model(config, dist.device)
-    train_set = DecisionStepDataset(
-        data_path, "train", tokenizer, k=config.k, include_failures=config.include_failures
-    )
+    if config.init_adapter is not None:
+        from janus.checkpoint import STATE_FILE
+
+        load_adapter_state_dict(model, load_file(str(Path(config.init_adapter) / STATE_FILE)))
+    train_view, train_lengths, row_counts = training_view(config, tokenizer)
     val_set = DecisionStepDataset(
         data_path, "val", tokenizer, k=config.k, include_failures=config.include_failures
     )
-    train_view = _Subset(train_set, _filter_long(train_set, config.max_length))
     sampler = LengthBucketedBatchSampler(
-        train_view.lengths,
+        train_lengths,
         config.batch_size,
         seed=config.seed,
         num_replicas=dist.world_size,
@@ -642,6 +680,7 @@ def train(
         # Written only once the base and the data have loaded: a failed start leaves nothing.
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path.write_text(json.dumps(config.to_json(), indent=2))
+        (run_dir / DATA_FILE).write_text(json.dumps(row_counts, indent=2))
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)

@@ -37,6 +37,7 @@ __all__ = [
     "JANUS_CONFIGURATIONS",
     "SCRIPTED_PREFIX",
     "SWEEP",
+    "SWEEP_RAW",
     "EpisodeRecord",
     "EpisodeSpec",
     "EvaluationConfig",
@@ -63,6 +64,8 @@ BASE = "base"
 DEFAULT_CONFIGURATIONS: tuple[str, ...] = (BASE, *JANUS_CONFIGURATIONS)
 #: The configuration name of the calibration sweep's episodes.
 SWEEP = "sweep"
+#: The same sweep played on the raw dial, beside a calibrated one (adapters with a map).
+SWEEP_RAW = "sweep-raw"
 #: A scripted strategy placed in Janus's seat is the configuration ``script:<name>``.
 SCRIPTED_PREFIX = "script:"
 CHANNELS: tuple[str, ...] = ("both", "text", "weights")
@@ -102,6 +105,10 @@ class EvaluationConfig:
       janus-tiny evaluation 20 times slower here. ``dtype`` is the base weights' dtype
       (``auto``: the one the adapter trained with; ``float32``; ``bfloat16``), the same for
       the ``base`` configuration.
+    - ``rules``: the agent's acceptance rules (``janus.agent.ACCEPTANCE_RULES``; ``None``:
+      the defaults, ``()``: none), for Janus and the base alike. ``raw`` plays the raw dial
+      even when the adapter has a calibration map; with a map (and not ``raw``) the sweep is
+      played both ways, side by side.
     """
 
     run: str | Path | None = None
@@ -127,6 +134,8 @@ class EvaluationConfig:
     batch_size: int = 1024
     threads: int | None = 1
     dtype: str = "auto"
+    rules: Sequence[str] | str | None = None
+    raw: bool = False
     bootstrap_resamples: int = 1000
     plots: bool = True
     overwrite: bool = False
@@ -307,10 +316,16 @@ class EpisodeSpec:
     seed: int
     scenario: Scenario
     janus_strategy: str | None = None
+    calibrated: bool = True
 
 
-def plan_episodes(plan: EvaluationPlan) -> list[EpisodeSpec]:
-    """Every episode of an evaluation, in a fixed order: configurations, sweep, baselines."""
+def plan_episodes(plan: EvaluationPlan, *, raw_sweep: bool = False) -> list[EpisodeSpec]:
+    """Every episode of an evaluation, in a fixed order: configurations, sweep, baselines.
+
+    With ``raw_sweep`` (an adapter with a calibration map), the sweep's "both" channel is
+    played twice, calibrated (``sweep``) and on the raw dial (``sweep-raw``), and the channel
+    ablations are played raw: they compare channels of the dial itself.
+    """
     scenarios: dict[tuple[str, Role, int], tuple[int, Scenario]] = {}
 
     position = {opponent: i for i, opponent in enumerate(plan.opponents)}
@@ -326,7 +341,9 @@ def plan_episodes(plan: EvaluationPlan) -> list[EpisodeSpec]:
 
     specs: list[EpisodeSpec] = []
 
-    def add(name: str, kind: str, channels: str, rho_of, n: int, strategy=None) -> None:
+    def add(
+        name: str, kind: str, channels: str, rho_of, n: int, strategy=None, calibrated=True
+    ) -> None:
         for opponent in plan.opponents:
             for role in (Role.BUYER, Role.SELLER):
                 for index in range(n):
@@ -344,6 +361,7 @@ def plan_episodes(plan: EvaluationPlan) -> list[EpisodeSpec]:
                             seed=seed,
                             scenario=scenario,
                             janus_strategy=strategy,
+                            calibrated=calibrated,
                         )
                     )
 
@@ -354,9 +372,14 @@ def plan_episodes(plan: EvaluationPlan) -> list[EpisodeSpec]:
     for name in plan.configurations:
         kind = "base" if name == BASE else "janus"
         add(name, kind, "" if kind == "base" else "both", fixed(name), plan.episodes_per_cell)
+    n_sweep = plan.sweep_episodes_per_cell
     for channels in plan.channels:
         for rho in plan.grid:
-            add(SWEEP, "janus", channels, lambda _r, v=rho: v, plan.sweep_episodes_per_cell)
+            mapped = not raw_sweep or channels == "both"
+            add(SWEEP, "janus", channels, lambda _r, v=rho: v, n_sweep, calibrated=mapped)
+    if raw_sweep and "both" in plan.channels:
+        for rho in plan.grid:
+            add(SWEEP_RAW, "janus", "both", lambda _r, v=rho: v, n_sweep, calibrated=False)
     for strategy in plan.baselines:
         name = SCRIPTED_PREFIX + strategy
         add(name, "scripted", "", lambda _r: None, plan.episodes_per_cell, strategy)
@@ -389,6 +412,8 @@ def build_match(
             channels=spec.channels,
             fixed_rho=fixed_rho,
             name=f"janus[{spec.configuration}:{spec.channels}:{spec.requested_rho:.2f}]",
+            calibrated=spec.calibrated,
+            role=spec.janus_role.value,
         )
     elif spec.kind == "base":
         if base_agent is None:
@@ -441,6 +466,14 @@ class EpisodeRecord:
     safety_clamped_offers: int
     safety_refused_accepts: int
     offers: tuple[tuple[str, float, int], ...]
+    calibrated: bool = False
+    dial_rho: float | None = None
+    outside_reachable: int = 0
+    rule_accept_better: int = 0
+    rule_accept_last_turn: int = 0
+    repeated_offers: int = 0
+    worse_counters: int = 0
+    walked_away: bool = False
 
     @property
     def zopa_width(self) -> float:
@@ -460,9 +493,41 @@ class EpisodeRecord:
         return json.dumps([[r, round(p, 4), t] for r, p, t in self.offers], separators=(",", ":"))
 
 
+def offer_habits(result: EpisodeResult, role: Role) -> tuple[int, int, bool]:
+    """How the seat of ``role`` bargained: ``(repeated offers, worse counters, walked away)``.
+
+    - a *repeated offer* equals the seat's own previous offer (nothing conceded: opponents
+      that answer concessions stall);
+    - a *worse counter* rejects a standing offer with a counter that is worse for the seat
+      itself than that offer (surplus given away for nothing);
+    - *walked away*: the episode ended in impasse although the seat had, at some decision,
+      a standing offer inside its reservation on the table.
+    """
+    repeated = worse = 0
+    acceptable_seen = False
+    previous: float | None = None
+    for step in result.steps:
+        if step.role is not role:
+            continue
+        obs = step.observation
+        standing = obs.standing_offer
+        if standing is not None and obs.is_acceptable(standing):
+            acceptable_seen = True
+        price = step.action.price
+        if not step.valid or step.action.is_accept or price is None:
+            continue
+        if previous is not None and abs(price - previous) < 1e-9:
+            repeated += 1
+        if standing is not None and obs.better_or_equal(standing, price) and standing != price:
+            worse += 1
+        previous = price
+    return repeated, worse, acceptable_seen and not result.outcome.agreement
+
+
 def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> EpisodeRecord:
     """Turn a played episode into its record (safety counts come from ``seat.stats``)."""
     role = spec.janus_role
+    repeated, worse, walked_away = offer_habits(result, role)
     outcome = result.outcome
     mine, theirs = outcome.utility(role), outcome.utility(role.opponent)
     if mine - theirs > TIE_TOLERANCE:
@@ -498,6 +563,14 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
         safety_clamped_offers=int(getattr(stats, "safety_clamped_offers", 0) or 0),
         safety_refused_accepts=int(getattr(stats, "safety_refused_accepts", 0) or 0),
         offers=tuple((o.role.value, float(o.price), o.turn) for o in result.offers),
+        calibrated=getattr(seat, "calibration", None) is not None,
+        dial_rho=getattr(seat, "dial_rho", None),
+        outside_reachable=int(getattr(stats, "outside_reachable", 0) or 0),
+        rule_accept_better=int(getattr(stats, "rule_accept_better", 0) or 0),
+        rule_accept_last_turn=int(getattr(stats, "rule_accept_last_turn", 0) or 0),
+        repeated_offers=repeated,
+        worse_counters=worse,
+        walked_away=walked_away,
     )
 
 

@@ -22,6 +22,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from janus.evaluation.report import main_calibration
+
 __all__ = ["PLOT_FILES", "plot_calibration", "plot_concession", "plot_utility", "write_plots"]
 
 PLOT_FILES = {
@@ -67,11 +69,16 @@ def plot_calibration(summary: dict[str, Any], path: Path) -> Path | None:
     fig = Figure(figsize=(12, 5))
     left, right = fig.subplots(1, 2, sharey=True)
     colors = colormaps["tab10"]
+    main = main_calibration(summary)
     for i, subset in enumerate(("held_out", "in_pool", "all")):
-        block = ablations["both"].get(subset)
+        block = main.get(subset)
         if block:
             _curve(left, block, SUBSET_LABELS[subset], colors(i), offset=(i - 1) * 0.008)
-    _calibration_axes(left, "Calibration (text + weights)")
+    raw = (summary.get("calibration_raw") or {}).get(headline)
+    if summary.get("calibrated") and raw:
+        _curve(left, raw, f"{SUBSET_LABELS[headline]}, raw dial", "lightgrey", offset=0.012)
+    title = "calibrated dial" if summary.get("calibrated") else "text + weights"
+    _calibration_axes(left, f"Calibration ({title})")
     for i, channels in enumerate(("both", "text", "weights")):
         block = (ablations.get(channels) or {}).get(headline)
         if block:

@@ -62,6 +62,14 @@ CSV_COLUMNS = (
     "opponent_invalid_actions",
     "safety_clamped_offers",
     "safety_refused_accepts",
+    "calibrated",
+    "dial_rho",
+    "outside_reachable",
+    "rule_accept_better",
+    "rule_accept_last_turn",
+    "repeated_offers",
+    "worse_counters",
+    "walked_away",
     "offers",
 )
 
@@ -124,6 +132,14 @@ def _csv_row(r: EpisodeRecord) -> list[Any]:
         r.opponent_invalid_actions,
         r.safety_clamped_offers,
         r.safety_refused_accepts,
+        int(r.calibrated),
+        "" if r.dial_rho is None else f"{r.dial_rho:.2f}",
+        r.outside_reachable,
+        r.rule_accept_better,
+        r.rule_accept_last_turn,
+        r.repeated_offers,
+        r.worse_counters,
+        int(r.walked_away),
         r.offers_json(),
     ]
 
@@ -213,12 +229,18 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], align: str = "
 _SUBSET_NAMES = {"held_out": "held-out", "in_pool": "in-pool", "all": "all"}
 
 
-def _calibration_table(summary: dict[str, Any]) -> str | None:
-    blocks = {
-        "held_out": (summary.get("ablations") or {}).get("both", {}).get("held_out"),
+def main_calibration(summary: dict[str, Any]) -> dict[str, Any]:
+    """The played dial's calibration blocks by subset (calibrated when the agent had a map)."""
+    held = summary.get("calibration") if summary.get("headline_set") == "held_out" else None
+    return {
+        "held_out": held,
         "in_pool": summary.get("calibration_in_pool"),
         "all": summary.get("calibration_all"),
     }
+
+
+def _calibration_table(summary: dict[str, Any]) -> str | None:
+    blocks = main_calibration(summary)
     present = [(k, b) for k, b in blocks.items() if b]
     if not present:
         return None
@@ -337,7 +359,7 @@ def headline_table(summary: dict[str, Any]) -> str:
 
 
 def _curve_table(summary: dict[str, Any]) -> str | None:
-    both = (summary.get("ablations") or {}).get("both") or {}
+    both = main_calibration(summary)
     present = [(k, both[k]) for k in ("held_out", "in_pool", "all") if both.get(k)]
     if not present:
         return None
@@ -398,6 +420,139 @@ def _vs_base_table(summary: dict[str, Any]) -> str | None:
     return _table(["configuration", "paired episodes", "utility − base [95% CI]"], rows)
 
 
+def _raw_vs_calibrated_table(summary: dict[str, Any]) -> str | None:
+    raw = summary.get("calibration_raw")
+    if not raw or not summary.get("calibrated"):
+        return None
+    mapped = main_calibration(summary)
+    rows = []
+    for subset in ("held_out", "in_pool", "all"):
+        r, m = raw.get(subset), mapped.get(subset)
+        if not r or not m:
+            continue
+        for label, b in (("raw dial", r), ("calibrated", m)):
+            rows.append(
+                [
+                    _SUBSET_NAMES[subset],
+                    label,
+                    _with_ci(b["mae"], b["mae_ci"]),
+                    _with_ci(b["slope"], b["slope_ci"]),
+                    _f(b["spearman"]),
+                    _f(b["monotonicity_violations"]),
+                    _f(b["agreement_rate"]),
+                ]
+            )
+    headers = ["opponents", "dial", "MAE [95% CI]", "slope [95% CI]", "Spearman", "viol.", "agr."]
+    return _table(headers, rows, "ll" + "r" * 5)
+
+
+def _habits_table(summary: dict[str, Any]) -> str | None:
+    configurations = summary.get("configurations") or {}
+    rows = [
+        [
+            name,
+            str(c.get("rule_accept_better", 0)),
+            str(c.get("rule_accept_last_turn", 0)),
+            f"{c.get('repeated_offers', 0)} ({_f(c.get('repeated_offer_rate'), 2)})",
+            str(c.get("worse_counters", 0)),
+            str(c.get("walked_away", 0)),
+        ]
+        for name, c in configurations.items()
+    ]
+    if not rows:
+        return None
+    headers = [
+        "configuration",
+        "accept_better",
+        "accept_last_turn",
+        "repeated offers (rate)",
+        "worse counters",
+        "walked away",
+    ]
+    return _table(headers, rows, "l" + "r" * 5)
+
+
+def _habits_by_opponent_table(summary: dict[str, Any]) -> str | None:
+    standard = (summary.get("configurations") or {}).get("standard")
+    if not standard:
+        return None
+    held = set(summary["run"].get("held_out_opponents", []))
+    rows = []
+    for opponent, m in standard["by_opponent"].items():
+        rows.append(
+            [
+                opponent + (" *" if opponent in held else ""),
+                _f(m.get("agreement_rate"), 2),
+                str(m.get("rule_accept_better", 0) + m.get("rule_accept_last_turn", 0)),
+                f"{m.get('repeated_offers', 0)} ({_f(m.get('repeated_offer_rate'), 2)})",
+                str(m.get("worse_counters", 0)),
+                str(m.get("walked_away", 0)),
+                str(m.get("invalid_actions", 0)),
+            ]
+        )
+    headers = [
+        "opponent (* held out)",
+        "agreement",
+        "rule accepts",
+        "repeated offers (rate)",
+        "worse counters",
+        "walked away",
+        "invalid",
+    ]
+    return _table(headers, rows, "l" + "r" * 6)
+
+
+#: The original work's Table 3 (in-pool opponents, Qwen2-7B): own utility, agreement rate.
+PUBLISHED_TABLE_3: dict[str, tuple[float, float]] = {
+    "base": (0.210, 0.847),
+    "standard": (0.553, 0.903),
+    "extreme": (0.447, 0.963),
+    "flipped": (-0.043, 0.970),
+    "neutral": (0.463, 0.988),
+}
+
+
+def _protocol_table(summary: dict[str, Any]) -> str | None:
+    configurations = summary.get("configurations") or {}
+    names = [n for n in PUBLISHED_TABLE_3 if n in configurations]
+    if not names:
+        return None
+    rows = []
+    for name in names:
+        c = configurations[name]
+        rho = c.get("rho") or {}
+        # The own utility a deal exactly at ρ* gives: a buyer keeps 1 − ρ*, a seller ρ*.
+        requested = (1 - rho["buyer"] + rho["seller"]) / 2 if rho else math.nan
+        cells = [name]
+        for subset in ("in_pool", "held_out"):
+            m = c.get(subset) or {}
+            utility = m.get("utility")
+            shortfall = None if utility is None else requested - utility
+            cells += [
+                _f(utility),
+                _f(m.get("agreement_rate"), 2),
+                _f(m.get("turns"), 1),
+                _f(shortfall),
+            ]
+        published = PUBLISHED_TABLE_3[name]
+        cells += [f"{published[0]:.1%}", f"{published[1]:.1%}"]
+        rows.append(cells)
+    headers = [
+        "configuration",
+        "utility in-pool",
+        "agr. in-pool",
+        "turns in-pool",
+        "shortfall in-pool",
+        "utility held-out",
+        "agr. held-out",
+        "turns held-out",
+        "shortfall held-out",
+        "original: utility",
+        "original: agreement",
+    ]
+    return _table(headers, rows, "l" + "r" * 10)
+
+
 def _held_out_line(run: dict[str, Any]) -> str:
     check = run.get("held_out_check") or {}
     if not check.get("checked"):
@@ -451,6 +606,13 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
     )
     if "calibration" in plots:
         lines.extend([f"![calibration]({plots['calibration'].name})", ""])
+    section(
+        "Raw dial and calibrated dial",
+        _raw_vs_calibrated_table(summary),
+        "The same sweep episodes played on the raw dial and through the adapter's calibration "
+        "map (fitted on an in-pool sweep of other episodes; the held-out opponents chose "
+        "nothing). The channel ablations below are raw.",
+    )
     section("Calibration curve", _curve_table(summary))
     section(
         "Channel ablations",
@@ -467,6 +629,22 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
         "as buyer / as seller (base: told the Standard values).",
     )
     section("Paired difference with the base model", _vs_base_table(summary))
+    section(
+        "The original work's protocol",
+        _protocol_table(summary),
+        "The five configurations with own utility (impasse = 0), agreement, turns and the "
+        "shortfall (the own utility a deal exactly at ρ* gives, minus the achieved one), "
+        "in-pool and held-out, beside the original's Table 3 (in-pool opponents, Qwen2-7B, "
+        "its own domain and opponents: a reference point, not a paired comparison).",
+    )
+    section(
+        "Acceptance rules and bargaining habits",
+        _habits_table(summary),
+        "Acceptance-rule interventions (the model's counter turned into an ACCEPT), offers "
+        "equal to the seat's previous offer, counters worse for the seat than the standing "
+        "offer, and impasses with an offer inside the reservation once on the table.",
+    )
+    section("Habits of Standard by opponent", _habits_by_opponent_table(summary))
     section(
         "Utility by opponent",
         _opponent_table(summary),
@@ -498,6 +676,8 @@ def render_report(summary: dict[str, Any], plots: dict[str, Path] | None = None)
             f"(by kind: {summary['agreements_outside_zopa_by_kind']})",
             f"- safety: {safety['clamped_offers']} clamped offers, "
             f"{safety['refused_accepts']} refused accepts",
+            "- held-out opponents are never used to choose anything: not checkpoints, not the "
+            "calibration map, not acceptance rules, not refinement opponents or mix ratios",
             "",
         ]
     )

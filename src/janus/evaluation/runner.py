@@ -101,6 +101,19 @@ def _held_out_check(config: EvaluationConfig, held_out: Sequence[str]) -> dict[s
     return {"checked": True, "training_data": str(path), "seen_in_training": leaked}
 
 
+def _map_provenance(agent: Any) -> dict[str, Any] | None:
+    """Where the agent's calibration map came from (its opponents: never held-out ones)."""
+    calibration = getattr(agent, "calibration", None)
+    if calibration is None:
+        return None
+    return {
+        "opponents": list(calibration.opponents),
+        "seed": calibration.seed,
+        "reachable": {role: list(calibration.reachable(role)) for role in calibration.curves},
+        **dict(calibration.details),
+    }
+
+
 def evaluate(
     config: EvaluationConfig, *, agent: Any = None, base_agent: Any = None
 ) -> EvaluationResult:
@@ -118,8 +131,7 @@ def evaluate(
         config.overwrite,
     )
     held_out_check = _held_out_check(config, plan.held_out_opponents)
-    specs = plan_episodes(plan)
-    kinds = {s.kind for s in specs}
+    kinds = {s.kind for s in plan_episodes(plan)}
     base_model = None
     if "janus" in kinds and agent is None:
         if config.run is None:
@@ -134,6 +146,8 @@ def evaluate(
             temperature=config.temperature,
             seed=config.seed,
             dtype=config.dtype,
+            rules=config.rules,
+            raw=config.raw,
         )
     if "base" in kinds and base_agent is None:
         from janus.agent import JanusAgent
@@ -145,8 +159,14 @@ def evaluate(
         # (with no adapter to read, "auto" resolves to float32).
         dtype = getattr(agent, "dtype", None) or config.dtype
         base_agent = JanusAgent.from_base(
-            base_model, device=config.device, safety=config.safety, dtype=dtype, **same_prompt
+            base_model,
+            device=config.device,
+            safety=config.safety,
+            dtype=dtype,
+            rules=config.rules,
+            **same_prompt,
         )
+    specs = plan_episodes(plan, raw_sweep=getattr(agent, "calibration", None) is not None)
 
     with torch_threads(config.threads):
         start = time.perf_counter()
@@ -171,6 +191,8 @@ def evaluate(
         "batch_size": config.batch_size,
         "threads": config.threads,
         "held_out_check": held_out_check,
+        "rules": list(getattr(agent if agent is not None else base_agent, "rules", ()) or ()),
+        "calibration_map": _map_provenance(agent),
     }
     summary = json_ready(
         summarize(records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds)

@@ -20,6 +20,7 @@ from janus.evaluation.harness import (
     JANUS_CONFIGURATIONS,
     SCRIPTED_PREFIX,
     SWEEP,
+    SWEEP_RAW,
     TIE_TOLERANCE,
     EpisodeRecord,
     EvaluationPlan,
@@ -107,6 +108,22 @@ def episode_metrics(
         "safety_clamped_offers": sum(r.safety_clamped_offers for r in records),
         "safety_refused_accepts": sum(r.safety_refused_accepts for r in records),
         "agreements_outside_zopa": sum(r.outside_zopa for r in records),
+        **habit_counts(records),
+    }
+
+
+def habit_counts(records: Sequence[EpisodeRecord]) -> dict[str, Any]:
+    """Acceptance-rule interventions and bargaining habits (see ``harness.offer_habits``)."""
+    offers = sum(sum(1 for role, _, _ in r.offers if role == r.janus_role) for r in records)
+    repeated = sum(r.repeated_offers for r in records)
+    return {
+        "rule_accept_better": sum(r.rule_accept_better for r in records),
+        "rule_accept_last_turn": sum(r.rule_accept_last_turn for r in records),
+        "repeated_offers": repeated,
+        "repeated_offer_rate": repeated / offers if offers else NAN,
+        "worse_counters": sum(r.worse_counters for r in records),
+        "walked_away": sum(r.walked_away for r in records),
+        "outside_reachable": sum(r.outside_reachable for r in records),
     }
 
 
@@ -267,21 +284,30 @@ def summarize(
     for r in records:
         by_config[r.configuration].append(r)
     sweep = by_config.pop(SWEEP, [])
+    sweep_raw = by_config.pop(SWEEP_RAW, [])
 
     headline = "held_out" if plan.held_out_opponents else "all"
-    ablations: dict[str, dict[str, Any]] = {}
-    for channels in plan.channels:
-        rows = [r for r in sweep if r.channels == channels]
-        ablations[channels] = {
+
+    def blocks(rows: Sequence[EpisodeRecord], tag: str) -> dict[str, Any]:
+        return {
             subset: calibration_block(
                 _subset(rows, subset),
                 plan.grid,
-                seed=subseed(seed, "calibration", channels, subset),
+                seed=subseed(seed, "calibration", tag, subset),
                 n_resamples=n_resamples,
             )
             for subset in SUBSETS
         }
-    main = ablations.get("both", {})
+
+    main = blocks([r for r in sweep if r.channels == "both"], "both")
+    raw = blocks(sweep_raw, "raw") if sweep_raw else None
+    # The ablations compare the channels of the dial itself, so they are all raw.
+    ablations: dict[str, dict[str, Any]] = {}
+    for channels in plan.channels:
+        if channels == "both":
+            ablations[channels] = raw if raw is not None else main
+        else:
+            ablations[channels] = blocks([r for r in sweep if r.channels == channels], channels)
 
     order = [*plan.configurations, *(SCRIPTED_PREFIX + s for s in plan.baselines)]
     base_rows = by_config.get(BASE)
@@ -328,12 +354,18 @@ def summarize(
         "calibration": main.get(headline),
         "calibration_in_pool": main.get("in_pool"),
         "calibration_all": main.get("all"),
+        "calibrated": any(r.calibrated for r in sweep if r.channels == "both"),
+        "calibration_raw": raw,
         "ablations": ablations,
         "configurations": configurations,
         "invalid_actions": sum(r.invalid_actions for r in records),
         "invalid_actions_by_kind": _by_kind(records, "invalid_actions"),
         "agreements_outside_zopa": sum(r.outside_zopa for r in records),
         "agreements_outside_zopa_by_kind": _by_kind(records, "outside_zopa"),
+        "habits": {
+            kind: habit_counts([r for r in records if r.kind == kind])
+            for kind in sorted({r.kind for r in records})
+        },
         "safety": {
             "clamped_offers": sum(r.safety_clamped_offers for r in records),
             "refused_accepts": sum(r.safety_refused_accepts for r in records),

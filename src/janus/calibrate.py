@@ -1,0 +1,155 @@
+"""In-pool calibration sweeps: choosing a checkpoint and fitting its calibration map.
+
+Both decisions are made on opponents of the *training* pool that the evaluation also
+reports as in-pool, on episodes of their own seed namespace (``janus-calibrate``), never on
+the held-out opponents: the headline figures of ``janus evaluate`` stay honest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from janus.calibration import CalibrationMap, fit_calibration_map
+from janus.domain import DomainConfig, Role, sample_scenario
+
+DEFAULT_GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
+
+
+def calibration_opponents(opponents: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The sweep's opponents: the in-pool evaluation opponents unless given; a held-out
+    opponent is refused, so nothing chosen here has seen one."""
+    from janus.strategies import REGISTRY, evaluation_pool, held_out_pool
+
+    names = tuple(evaluation_pool() if opponents is None else opponents)
+    held = set(held_out_pool())
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown opponent {name!r}")
+        if name in held:
+            raise ValueError(f"{name} is a held-out opponent: it may not choose anything")
+    if not names:
+        raise ValueError("no calibration opponents")
+    return names
+
+
+def _seed(seed: int, opponent: str, role: Role, index: int) -> int:
+    text = f"janus-calibrate:{seed}:{opponent}:{role.value}:{index}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """The rows a map is fitted on, and the raw dial's calibration on them."""
+
+    rows: tuple[tuple[str, float, float | None], ...]
+    opponents: tuple[str, ...]
+    grid: tuple[float, ...]
+    mae: float
+    agreement_rate: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mae": self.mae, "agreement_rate": self.agreement_rate, "episodes": len(self.rows)}
+
+
+def in_pool_sweep(
+    agent: Any,
+    *,
+    episodes_per_cell: int = 2,
+    grid: Sequence[float] = DEFAULT_GRID,
+    opponents: Sequence[str] | None = None,
+    seed: int = 0,
+    domain: DomainConfig | None = None,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> SweepResult:
+    """Play the raw dial at every grid ρ against every calibration opponent, both roles."""
+    from janus.evaluation.harness import EpisodeSpec, play_episodes
+    from janus.evaluation.stats import calibration_stats
+
+    names = calibration_opponents(opponents)
+    domain = domain or DomainConfig()
+    specs = []
+    for position, opponent in enumerate(names):
+        for role in (Role.BUYER, Role.SELLER):
+            for index in range(episodes_per_cell):
+                episode_seed = _seed(seed, opponent, role, index)
+                opens = Role.BUYER if (index + position) % 2 == 0 else Role.SELLER
+                scenario = sample_scenario(domain, random.Random(episode_seed), opens)
+                for rho in grid:
+                    specs.append(
+                        EpisodeSpec(
+                            configuration="calibrate",
+                            kind="janus",
+                            channels="both",
+                            requested_rho=float(rho),
+                            janus_role=role,
+                            opponent=opponent,
+                            held_out=False,
+                            index=index,
+                            seed=episode_seed,
+                            scenario=scenario,
+                            calibrated=False,
+                        )
+                    )
+    records = play_episodes(specs, agent, batch_size=batch_size, progress=progress)
+    rows = tuple(
+        (r.janus_role, float(r.requested_rho), r.achieved_rho if r.agreement else None)
+        for r in records
+    )
+    stats = calibration_stats(
+        [r.requested_rho for r in records],
+        [r.achieved_rho if r.agreement else float("nan") for r in records],
+        [r.agreement for r in records],
+        tuple(grid),
+        n_resamples=1,
+        seed=seed,
+    )
+    return SweepResult(
+        rows=rows,
+        opponents=names,
+        grid=tuple(float(g) for g in grid),
+        mae=float(stats["mae"]),
+        agreement_rate=float(stats["agreement_rate"]),
+    )
+
+
+def fit_map(sweep: SweepResult, seed: int, **details: Any) -> CalibrationMap:
+    """The calibration map of a sweep's rows, with where they came from."""
+    return fit_calibration_map(
+        sweep.rows,
+        sweep.grid,
+        opponents=sweep.opponents,
+        seed=seed,
+        details={"episodes": len(sweep.rows), "raw_mae": sweep.mae, **details},
+    )
+
+
+def calibrate_adapter(
+    run_or_adapter: str | Path,
+    *,
+    episodes_per_cell: int = 2,
+    seed: int = 0,
+    opponents: Sequence[str] | None = None,
+    progress: bool = True,
+) -> tuple[CalibrationMap, Path]:
+    """``janus calibrate``: fit the adapter's map on an in-pool sweep and save it beside it."""
+    from janus.agent import JanusAgent, resolve_adapter_dir
+    from janus.runtime import torch_threads
+
+    adapter = resolve_adapter_dir(run_or_adapter)
+    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=seed)
+    with torch_threads(1):
+        sweep = in_pool_sweep(
+            agent,
+            episodes_per_cell=episodes_per_cell,
+            opponents=opponents,
+            seed=seed,
+            progress=progress,
+        )
+    calibration = fit_map(sweep, seed, episodes_per_cell=episodes_per_cell)
+    return calibration, calibration.save(adapter)

@@ -1,0 +1,414 @@
+"""``janus refine``: closed-loop refinement of a trained dial on its own games.
+
+Behaviour cloning on script-vs-script games labels every step with an outcome the opponent
+co-decided, so the cloned dial regresses toward the data's mean, and a policy cloned from
+many scripts never learns what each of them does at the deadline: take the deal. Each round
+here fixes that with Janus's own experience:
+
+1. **Play.** The current adapter plays batched episodes against the *training* pool (a
+   held-out opponent is refused), ρ* drawn from Beta(½, ½) (extra weight at the ends), both
+   roles, the first mover balanced, its acceptance rules on.
+2. **Relabel.** Every episode is written as an ordinary corpus (``rollouts.jsonl``, same
+   schema, ``source``/``round`` recorded, Janus's side named ``janus``) and prepared by
+   ``janus prepare``, so every validation of the pipeline applies. Its label is the ρ the
+   episode *reached* (hindsight relabelling, GCSL-style; an impasse gets the failure label),
+   or, with ``mode="filtered"``, only episodes that landed within ε of their request are
+   kept (labelled with what they reached, which is then within ε of ρ*).
+3. **Train.** Training continues from the current adapter on a mix of the scripted corpus
+   and Janus's own decision steps (``mix``: the share of own rows).
+
+Then the round whose adapter is best calibrated on an in-pool sweep (not the one with the
+lowest validation loss) is kept, and its calibration map is fitted on that sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from janus.domain import DomainConfig, Role, sample_scenario
+
+MODES = ("hindsight", "filtered")
+JANUS_NAME = "janus"
+SOURCE = "janus-refine"
+CONFIG_FILE = "refine_config.json"
+SELECTION_FILE = "selection.json"
+
+
+@dataclass
+class RefineConfig:
+    """Every knob of ``janus refine`` (defaults: what ``janus demo`` uses on a CPU).
+
+    - ``run``: the trained run (or adapter) to start from; ``out``: the refined run's
+      directory (``out/adapter`` is the result, ``out/round-N/`` keeps each round).
+    - ``rounds``, ``episodes`` per round, ``steps`` of training per round at ``lr``
+      (default: a third of the run's), ``warmup`` steps.
+    - ``mode``: ``hindsight`` or ``filtered`` (with ``epsilon``); ``mix``: the share of
+      own rows in each round's training epoch.
+    - ``opponents``: the rollout pool (default: the training pool; held-out ones refused).
+    - ``select``: keep the round best calibrated on an in-pool sweep (``sweep_episodes``
+      per cell, against ``sweep_opponents``: default the in-pool evaluation opponents, never
+      held-out ones, over ``sweep_grid``); ``calibrate``: fit and save the kept adapter's map.
+    """
+
+    run: str
+    out: str
+    rounds: int = 2
+    episodes: int = 2000
+    steps: int = 200
+    lr: float | None = None
+    warmup: int = 10
+    mode: str = "hindsight"
+    epsilon: float = 0.05
+    mix: float = 0.5
+    opponents: Sequence[str] | None = None
+    seed: int = 0
+    select: bool = True
+    calibrate: bool = True
+    sweep_episodes: int = 2
+    sweep_opponents: Sequence[str] | None = None
+    sweep_grid: Sequence[float] = tuple(round(i / 10, 1) for i in range(11))
+    batch_size: int = 1024
+    threads: int | None = 1
+    overwrite: bool = False
+    progress: bool = True
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+def rollout_opponents(opponents: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The refinement's opponents: the training pool unless given; never a held-out one."""
+    from janus.strategies import REGISTRY, held_out_pool, training_pool
+
+    names = tuple(training_pool() if opponents is None else opponents)
+    held = set(held_out_pool())
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown opponent {name!r}")
+        if name in held:
+            raise ValueError(f"{name} is a held-out opponent: refinement may not play it")
+    if not names:
+        raise ValueError("no refinement opponents")
+    return names
+
+
+def check_config(config: RefineConfig) -> None:
+    """Everything cheap that can be wrong, before any model is loaded."""
+    if config.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+    for name in ("rounds", "episodes", "steps", "sweep_episodes", "batch_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not 0.0 < config.mix < 1.0:
+        raise ValueError(f"mix must be in (0, 1), got {config.mix}")
+    if not 0.0 < config.epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in (0, 1], got {config.epsilon}")
+    if config.lr is not None and not (config.lr > 0 and math.isfinite(config.lr)):
+        raise ValueError(f"lr must be a positive number, got {config.lr}")
+    rollout_opponents(config.opponents)
+    from janus.calibrate import calibration_opponents
+
+    calibration_opponents(config.sweep_opponents)
+
+
+def draw_request(rng: random.Random) -> float:
+    """ρ* ~ Beta(½, ½) on the 2-decimal grid: the ends, where the dial is weakest, get
+    about twice the weight of the middle."""
+    return round(rng.betavariate(0.5, 0.5), 2) + 0.0
+
+
+def episode_seed(seed: int, round_index: int, index: int) -> int:
+    text = f"janus-refine:{seed}:{round_index}:{index}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
+
+
+def rollout_specs(
+    episodes: int,
+    opponents: Sequence[str],
+    *,
+    seed: int,
+    round_index: int,
+    domain: DomainConfig | None = None,
+) -> list[Any]:
+    """Episode ``i``: opponent ``i mod n``, Janus buyer on even ``i // n``, the first mover
+    alternating every two episodes, ρ* and the scenario drawn from the episode's seed."""
+    from janus.evaluation.harness import EpisodeSpec
+
+    domain = domain or DomainConfig()
+    specs = []
+    for index in range(episodes):
+        opponent = opponents[index % len(opponents)]
+        cycle = index // len(opponents)
+        role = Role.BUYER if cycle % 2 == 0 else Role.SELLER
+        opens = Role.BUYER if (cycle // 2) % 2 == 0 else Role.SELLER
+        s = episode_seed(seed, round_index, index)
+        rng = random.Random(s)
+        rho = draw_request(rng)
+        specs.append(
+            EpisodeSpec(
+                configuration="refine",
+                kind="janus",
+                channels="both",
+                requested_rho=rho,
+                janus_role=role,
+                opponent=opponent,
+                held_out=False,
+                index=index,
+                seed=s,
+                scenario=sample_scenario(domain, rng, opens),
+                calibrated=False,
+            )
+        )
+    return specs
+
+
+@dataclass
+class RolloutStats:
+    """What one round's rollouts gave, and what of them became training rows."""
+
+    episodes: int = 0
+    agreements: int = 0
+    written: int = 0
+    dropped_invalid: int = 0
+    dropped_filter: int = 0
+    mean_abs_error: float = math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def keep_episode(mode: str, epsilon: float, requested: float, result: Any) -> bool:
+    """Whether a rollout becomes training rows under ``mode`` (hindsight keeps them all)."""
+    if mode == "hindsight":
+        return True
+    outcome = result.outcome
+    return bool(outcome.agreement and abs(outcome.rho - requested) <= epsilon + 1e-12)
+
+
+def play_and_write(
+    agent: Any,
+    specs: Sequence[Any],
+    path: Path,
+    *,
+    mode: str,
+    epsilon: float,
+    round_index: int,
+    batch_size: int = 1024,
+    progress: bool = True,
+) -> RolloutStats:
+    """Play ``specs`` and write the kept episodes as a JSONL corpus (atomically)."""
+    from janus.dataset import DatasetWriter
+    from janus.episode import run_episodes
+    from janus.evaluation.harness import build_match
+
+    stats = RolloutStats()
+    errors: list[float] = []
+    with (
+        DatasetWriter(path, overwrite=True, include_impasse=True) as writer,
+        tqdm(total=len(specs), desc=f"refine round {round_index}", disable=not progress) as bar,
+    ):
+        for start in range(0, len(specs), batch_size):
+            chunk = specs[start : start + batch_size]
+            matches = [build_match(spec, agent)[0] for spec in chunk]
+            results = run_episodes(matches, on_finished=bar.update)
+            for spec, result in zip(chunk, results, strict=True):
+                stats.episodes += 1
+                if result.outcome.agreement:
+                    stats.agreements += 1
+                    errors.append(abs(result.outcome.rho - spec.requested_rho))
+                if result.invalid_actions():
+                    stats.dropped_invalid += 1
+                    continue
+                if not keep_episode(mode, epsilon, spec.requested_rho, result):
+                    stats.dropped_filter += 1
+                    continue
+                janus_buyer = spec.janus_role is Role.BUYER
+                writer.write(
+                    result,
+                    trajectory_id=f"refine-r{round_index}-{spec.index:08d}",
+                    buyer_strategy=JANUS_NAME if janus_buyer else spec.opponent,
+                    seller_strategy=spec.opponent if janus_buyer else JANUS_NAME,
+                    seed=spec.seed,
+                    episode=spec.index,
+                    **_provenance(writer, round_index),
+                )
+                stats.written += 1
+    stats.mean_abs_error = sum(errors) / len(errors) if errors else math.nan
+    return stats
+
+
+def _provenance(writer: Any, round_index: int) -> dict[str, Any]:
+    """``source``/``round`` for the record when the writer knows these optional fields."""
+    import inspect
+
+    parameters = inspect.signature(writer.write).parameters
+    if "source" in parameters and "round" in parameters:
+        return {"source": SOURCE, "round": round_index}
+    return {}
+
+
+def _read_train_config(adapter: Path) -> dict[str, Any]:
+    from janus.checkpoint import read_adapter_config
+
+    config = read_adapter_config(adapter).get("train_config")
+    if not config:
+        raise ValueError(f"{adapter}: no train_config recorded; refine needs a janus train run")
+    return dict(config)
+
+
+def _train_round(
+    config: RefineConfig, base: dict[str, Any], adapter: Path, corpus: Path, out: Path, r: int
+) -> Path:
+    from janus.train import TrainConfig, train
+
+    values = {
+        **base,
+        "out": str(out),
+        "init_adapter": str(adapter),
+        "extra_data": str(corpus),
+        "extra_fraction": config.mix,
+        "extra_decider": JANUS_NAME,
+        "max_steps": config.steps,
+        "warmup": config.warmup,
+        "lr": config.lr if config.lr is not None else base["lr"] / 3,
+        "save_every": config.steps,
+        "eval_every": config.steps,
+        "seed": int(base.get("seed", 0)) + 1000 * r + config.seed,
+        **config.train_overrides,
+    }
+    known = set(TrainConfig.__dataclass_fields__)
+    result = train(
+        TrainConfig(**{k: v for k, v in values.items() if k in known}), progress=config.progress
+    )
+    return Path(result.adapter_dir)
+
+
+@dataclass
+class RefineResult:
+    out: Path
+    adapter: Path
+    chosen_round: int
+    rounds: list[dict[str, Any]]
+
+
+def refine(config: RefineConfig, say: Callable[[str], None] = print) -> RefineResult:
+    """Run the rounds of ``config`` (see the module docstring); returns the kept adapter."""
+    from janus.agent import JanusAgent, resolve_adapter_dir
+    from janus.calibrate import fit_map
+    from janus.prepare import prepare
+    from janus.runtime import torch_threads
+
+    check_config(config)
+    opponents = rollout_opponents(config.opponents)
+    start = resolve_adapter_dir(config.run)
+    base = _read_train_config(start)
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()):
+        if not config.overwrite:
+            raise FileExistsError(f"{out} is not empty: pass --overwrite or choose a new --out")
+        if not (out / CONFIG_FILE).is_file():
+            raise FileExistsError(f"{out} is not a refine directory; refusing to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    record = {**asdict(config), "opponents": list(opponents), "start_adapter": str(start)}
+    (out / CONFIG_FILE).write_text(json.dumps(record, indent=2, default=str))
+
+    candidates: list[tuple[int, Path]] = [(0, start)]
+    rounds: list[dict[str, Any]] = []
+    adapter = start
+    for r in range(1, config.rounds + 1):
+        folder = out / f"round-{r}"
+        folder.mkdir()
+        agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
+        specs = rollout_specs(config.episodes, opponents, seed=config.seed, round_index=r)
+        with torch_threads(config.threads):
+            stats = play_and_write(
+                agent,
+                specs,
+                folder / "rollouts.jsonl",
+                mode=config.mode,
+                epsilon=config.epsilon,
+                round_index=r,
+                batch_size=config.batch_size,
+                progress=config.progress,
+            )
+        say(
+            f"round {r}: {stats.episodes} episodes, agreement "
+            f"{stats.agreements / max(stats.episodes, 1):.2f}, mean |achieved - requested| "
+            f"{stats.mean_abs_error:.3f}; {stats.written} written"
+        )
+        if stats.written == 0:
+            raise ValueError(f"round {r}: no rollout was kept (mode {config.mode!r})")
+        prepare(
+            folder / "rollouts.jsonl",
+            folder / "prepared",
+            val_fraction=0.0,
+            test_fraction=0.0,
+            overwrite=True,
+        )
+        adapter = _train_round(config, base, adapter, folder / "prepared", folder / "run", r)
+        candidates.append((r, adapter))
+        rounds.append({"round": r, "rollouts": stats.to_json(), "adapter": str(adapter)})
+
+    chosen, sweeps = _select(config, candidates, say)
+    chosen_round, chosen_adapter = chosen
+    final = out / "adapter"
+    shutil.copytree(chosen_adapter, final)
+    if config.calibrate:
+        sweep = sweeps.get(chosen_round)
+        if sweep is None:
+            agent = JanusAgent.from_pretrained(final, raw=True, seed=config.seed)
+            with torch_threads(config.threads):
+                sweep = _sweep(config, agent)
+        fit_map(sweep, config.seed, round=chosen_round).save(final)
+    selection = {
+        "chosen_round": chosen_round,
+        "criterion": "raw calibration MAE on an in-pool sweep" if config.select else "last round",
+        "candidates": {str(r): s.to_json() for r, s in sweeps.items()},
+        "rounds": rounds,
+    }
+    (out / SELECTION_FILE).write_text(json.dumps(selection, indent=2))
+    return RefineResult(out=out, adapter=final, chosen_round=chosen_round, rounds=rounds)
+
+
+def _sweep(config: RefineConfig, agent: Any) -> Any:
+    from janus.calibrate import in_pool_sweep
+
+    return in_pool_sweep(
+        agent,
+        episodes_per_cell=config.sweep_episodes,
+        grid=config.sweep_grid,
+        opponents=config.sweep_opponents,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        progress=config.progress,
+    )
+
+
+def _select(
+    config: RefineConfig, candidates: list[tuple[int, Path]], say: Callable[[str], None]
+) -> tuple[tuple[int, Path], dict[int, Any]]:
+    """The candidate with the lowest raw MAE on an in-pool sweep (the last one if not
+    ``select``); every candidate meets the same sweep episodes."""
+    from janus.agent import JanusAgent
+    from janus.runtime import torch_threads
+
+    if not config.select:
+        return candidates[-1], {}
+    sweeps = {}
+    for r, adapter in candidates:
+        agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
+        with torch_threads(config.threads):
+            sweeps[r] = _sweep(config, agent)
+        say(f"round {r}: in-pool MAE {sweeps[r].mae:.3f}, agreement {sweeps[r].agreement_rate:.2f}")
+    best = min(candidates, key=lambda c: sweeps[c[0]].mae)
+    return best, sweeps

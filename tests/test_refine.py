@@ -1,0 +1,194 @@
+"""Closed-loop refinement: exact relabelling, never a held-out opponent, deterministic."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import write_synthetic_prepared
+from janus.calibration import CALIBRATION_FILE, CalibrationMap
+from janus.dataset import iter_trajectories
+from janus.domain import Role
+from janus.refine import (
+    JANUS_NAME,
+    RefineConfig,
+    check_config,
+    draw_request,
+    keep_episode,
+    play_and_write,
+    refine,
+    rollout_opponents,
+    rollout_specs,
+)
+from janus.strategies import held_out_pool, training_pool
+
+SWEEP_OPPONENTS = ("linear", "boulware")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (two-step) ``janus train`` run on a random janus-tiny base."""
+    from janus.tiny import build_model, build_tokenizer
+    from janus.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("refine")
+    corpus = write_synthetic_prepared(root / "prepared", 40, seed=1)
+    tokenizer = build_tokenizer()
+    build_model("tiny", tokenizer, seed=0).save_pretrained(root / "janus-tiny")
+    tokenizer.save_pretrained(root / "janus-tiny")
+    config = TrainConfig(
+        data=str(corpus),
+        base_model=str(root / "janus-tiny"),
+        out=str(root / "run"),
+        rank=4,
+        alpha=8.0,
+        hyper_hidden=8,
+        dropout=0.0,
+        lr=2e-3,
+        warmup=1,
+        max_steps=2,
+        batch_size=8,
+        save_every=2,
+        eval_every=2,
+        eval_examples=8,
+        eval_decode_examples=2,
+    )
+    train(config, progress=False)
+    return root / "run"
+
+
+def _config(run: Path, out: Path, **overrides) -> RefineConfig:
+    values = dict(
+        run=str(run),
+        out=str(out),
+        rounds=1,
+        episodes=24,
+        steps=2,
+        opponents=("linear", "hardliner", "boulware"),
+        sweep_episodes=1,
+        sweep_opponents=SWEEP_OPPONENTS,
+        sweep_grid=(0.0, 0.5, 1.0),
+        progress=False,
+        train_overrides={"batch_size": 8, "eval_examples": 8, "eval_decode_examples": 2},
+    )
+    values.update(overrides)
+    return RefineConfig(**values)
+
+
+def test_the_rollout_pool_never_holds_a_held_out_opponent() -> None:
+    default = rollout_opponents()
+    assert default == tuple(training_pool())
+    assert not set(default) & set(held_out_pool())
+    for name in held_out_pool():
+        with pytest.raises(ValueError, match="held-out opponent"):
+            rollout_opponents(["linear", name])
+        with pytest.raises(ValueError, match="held-out opponent"):
+            check_config(RefineConfig(run="r", out="o", sweep_opponents=[name]))
+
+
+def test_bad_options_are_refused_before_any_work() -> None:
+    for bad in ({"mode": "greedy"}, {"mix": 1.0}, {"rounds": 0}, {"epsilon": 0.0}):
+        with pytest.raises(ValueError):
+            check_config(RefineConfig(run="r", out="o", **bad))
+
+
+def test_requests_weigh_the_ends_and_specs_balance_roles_and_first_movers() -> None:
+    rng = random.Random(0)
+    draws = [draw_request(rng) for _ in range(4000)]
+    assert all(0.0 <= d <= 1.0 and round(d, 2) == d for d in draws)
+    ends = sum(d < 0.2 or d > 0.8 for d in draws) / len(draws)
+    assert ends > 0.5  # uniform would give 0.4; Beta(1/2, 1/2) gives about 0.59
+    specs = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=1)
+    assert Counter(s.janus_role for s in specs) == {Role.BUYER: 40, Role.SELLER: 40}
+    assert Counter(s.scenario.first_mover for s in specs) == {Role.BUYER: 40, Role.SELLER: 40}
+    again = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=1)
+    assert [(s.seed, s.requested_rho) for s in specs] == [(s.seed, s.requested_rho) for s in again]
+    other = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=2)
+    assert [s.seed for s in other] != [s.seed for s in specs]
+
+
+def test_relabelling_is_exact_and_impasses_get_the_failure_label(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from janus.agent import JanusAgent
+
+    agent = JanusAgent.from_pretrained(tiny_run, raw=True)
+    specs = rollout_specs(30, ("hardliner", "linear"), seed=0, round_index=1)
+    path = tmp_path / "rollouts.jsonl"
+    stats = play_and_write(
+        agent, specs, path, mode="hindsight", epsilon=0.05, round_index=1, progress=False
+    )
+    assert stats.episodes == 30 and stats.written + stats.dropped_invalid == 30
+    by_id = {f"refine-r1-{s.index:08d}": s for s in specs}
+    trajectories = list(iter_trajectories(path))  # the project's validating reader
+    assert len(trajectories) == stats.written
+    for trajectory in trajectories:
+        spec = by_id[trajectory.trajectory_id]
+        first = trajectory.records[0]
+        janus_side = "buyer" if spec.janus_role is Role.BUYER else "seller"
+        assert first[f"{janus_side}_strategy"] == JANUS_NAME
+        assert first["seed"] == spec.seed
+        for record in trajectory.records:
+            if record["outcome"] == "impasse":
+                assert record["rho_outcome"] == -1.0
+            else:
+                # The label is what the episode reached, computed from its own prices.
+                bmax, smin = spec.scenario.buyer_max, spec.scenario.seller_min
+                reached = (record["final_price"] - smin) / (bmax - smin)
+                assert record["rho_outcome"] == pytest.approx(reached, abs=1e-12)
+
+
+def test_the_filtered_mode_keeps_only_episodes_near_their_request() -> None:
+    class Outcome:
+        def __init__(self, agreement: bool, rho: float) -> None:
+            self.agreement, self.rho = agreement, rho
+
+    class Result:
+        def __init__(self, agreement: bool, rho: float) -> None:
+            self.outcome = Outcome(agreement, rho)
+
+    assert keep_episode("filtered", 0.05, 0.5, Result(True, 0.54))
+    assert not keep_episode("filtered", 0.05, 0.5, Result(True, 0.56))
+    assert not keep_episode("filtered", 0.05, 0.5, Result(False, -1.0))
+    assert keep_episode("hindsight", 0.05, 0.5, Result(False, -1.0))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_refinement_round_is_deterministic_and_leaves_a_calibrated_adapter(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    first = refine(_config(tiny_run, tmp_path / "a"), say=lambda _: None)
+    second = refine(_config(tiny_run, tmp_path / "b"), say=lambda _: None)
+    for result in (first, second):
+        assert (result.adapter / CALIBRATION_FILE).is_file()
+        assert (result.out / "round-1" / "prepared" / "decision_steps.parquet").is_file()
+    rollouts = [r.out / "round-1" / "rollouts.jsonl" for r in (first, second)]
+    assert _digest(rollouts[0]) == _digest(rollouts[1])
+    weights = [
+        r.out / "round-1" / "run" / "adapter" / "adapter_state.safetensors" for r in (first, second)
+    ]
+    assert _digest(weights[0]) == _digest(weights[1])
+    assert first.chosen_round == second.chosen_round
+    selection = json.loads((first.out / "selection.json").read_text())
+    assert set(selection["candidates"]) == {"0", "1"}
+    calibration = CalibrationMap.load(first.adapter)
+    assert calibration is not None and calibration.opponents == SWEEP_OPPONENTS
+    # The round trained on Janus's own rows mixed with the scripted ones.
+    counts = json.loads((first.out / "round-1" / "run" / "data.json").read_text())
+    assert counts["extra_rows"] > 0 and counts["scripted_rows"] > 0
+    table = pq.read_table(first.out / "round-1" / "prepared" / "decision_steps.parquet")
+    assert JANUS_NAME in set(table.column("buyer_strategy").to_pylist()) | set(
+        table.column("seller_strategy").to_pylist()
+    )
+    # An existing refine directory is replaced only on request.
+    with pytest.raises(FileExistsError):
+        refine(_config(tiny_run, tmp_path / "a"), say=lambda _: None)
