@@ -609,3 +609,42 @@ def test_end_to_end_with_a_real_tiny_janus_agent(tmp_path: Path) -> None:
         ]  # fmt: skip
 
     assert games("text") == games("both") == games("weights")
+
+
+# ------------------------------------------------------------------ bargaining habits
+
+
+class _Moves:
+    """A negotiator that plays a fixed list of moves (a price, or "accept")."""
+
+    def __init__(self, name: str, moves: list) -> None:
+        self.name = name
+        self.moves = list(moves)
+
+    def act(self, observation: Observation) -> Action:
+        move = self.moves.pop(0)
+        return Action.accept() if move == "accept" else Action.offer(move)
+
+
+def test_offer_habits_count_repeats_worse_counters_and_walk_aways() -> None:
+    from janus.domain import Scenario
+    from janus.episode import Match, run_episode
+    from janus.evaluation.harness import offer_habits
+
+    scenario = Scenario(buyer_max=900.0, seller_min=500.0, first_mover=Role.BUYER, max_turns=6)
+    # Janus sells: it repeats 1000 once, then counters 750 while the buyer offers 800
+    # (worse for itself), and the game ends in impasse with 800 once on the table.
+    buyer = _Moves("buyer", [600.0, 700.0, 800.0])
+    seller = _Moves("janus", [1000.0, 1000.0, 750.0])
+    result = run_episode(Match(buyer, seller, scenario))
+    assert not result.outcome.agreement
+    assert offer_habits(result, Role.SELLER) == (1, 1, True)
+    # The buyer: no repeats, never countered worse than a standing offer, and it never
+    # had an acceptable offer (every seller offer was above its 900 ... except 750).
+    repeated, worse, walked = offer_habits(result, Role.BUYER)
+    assert (repeated, worse) == (0, 0) and walked is False  # 750 came on the last turn
+    # A deal is never a walk-away.
+    deal = run_episode(
+        Match(_Moves("b", [600.0, "accept"]), _Moves("s", [700.0]), scenario)
+    )
+    assert deal.outcome.agreement and offer_habits(deal, Role.BUYER)[2] is False

@@ -1,6 +1,7 @@
 """``janus demo``: the whole pipeline, end to end, on a CPU, with nothing downloaded.
 
-generate → prepare → base → HyperLoRA training → evaluation against held-out (and in-pool)
+generate → prepare → base → HyperLoRA training → closed-loop refinement (own games against
+the training pool, then the calibration map) → evaluation against held-out (and in-pool)
 opponents → headline table. Each stage is the same library call as its own CLI command; the
 demo only chooses sizes. Two bases:
 
@@ -34,6 +35,8 @@ class DemoSizes:
     train_overrides: dict[str, Any]
     eval_preset: str
     eval_overrides: dict[str, Any] = field(default_factory=dict)
+    #: ``janus refine`` options; ``None`` skips refinement (the plain trained dial is shown).
+    refine: dict[str, Any] | None = field(default_factory=dict)
 
 
 SIZES: dict[tuple[str, bool], DemoSizes] = {
@@ -66,6 +69,15 @@ SIZES: dict[tuple[str, bool], DemoSizes] = {
             "scripted_baselines": False,
             "ablations": False,
         },
+        refine={
+            "rounds": 1,
+            "episodes": 16,
+            "steps": 2,
+            "sweep_episodes": 1,
+            "sweep_opponents": ("linear", "boulware"),
+            "sweep_grid": (0.0, 0.5, 1.0),
+            "train_overrides": {"batch_size": 8, "eval_examples": 8, "eval_decode_examples": 2},
+        },
     ),
     # SmolLM2-135M: about 45 minutes of training and 10 of evaluation on 2 cores.
     ("smollm2", False): DemoSizes(
@@ -95,6 +107,7 @@ SIZES: dict[tuple[str, bool], DemoSizes] = {
             "configurations": ("standard",),
             "rho_grid": (0.0, 1.0),
         },
+        refine=None,
     ),
 }
 
@@ -188,10 +201,19 @@ def run_demo(
     }
     config = apply_preset(TrainConfig(), sizes.train_preset, overrides)
     stage("train", lambda: train(config, progress=progress))
+    played = run_dir
+    if sizes.refine is not None:
+        from janus.refine import RefineConfig, refine
+
+        refined = workdir / "refined"
+        options = {"seed": seed, "progress": progress, "overwrite": True, **sizes.refine}
+        refine_config = RefineConfig(run=str(run_dir), out=str(refined), **options)
+        stage("refine", lambda: refine(refine_config, say=say))
+        played = refined
     evaluation = apply_evaluation_preset(
         sizes.eval_preset,
         {
-            "run": run_dir,
+            "run": played,
             "out": out,
             "seed": seed,
             "overwrite": True,
