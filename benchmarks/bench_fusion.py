@@ -1,0 +1,121 @@
+"""The fusion of janus.hyperlora.fusion on its own: fused vs plain HyperLoRA, same weights.
+
+    python benchmarks/bench_fusion.py [--hidden 256 --layers 4 --batch 8 --seq 128]
+
+One tiny random Llama with HyperLoRA on q,k,v,o,gate,up,down (dropout 0, as in the CPU
+presets: under training-mode dropout the shared GEMM steps aside). Timed round-robin after a
+warm-up, median of the repeats (``bench_hyperlora.measure``), one CPU thread by default:
+* training step (forward + backward): plain vs shared q/k/v and gate/up GEMM (the gate cache
+  is inactive with autograd on);
+* greedy generation of ``--new-tokens`` tokens with the KV cache at fixed ρ: plain, shared
+  GEMM only, gate cache only, both (what ``fuse=True`` gives).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from collections.abc import Callable
+
+import torch
+
+from bench_hyperlora import build_base, measure
+from janus.hyperlora import inject_hyperlora, set_fusion, set_rho
+
+VARIANTS = {
+    "plain": {"shared_input": False, "gate_cache": False},
+    "shared_gemm": {"shared_input": True, "gate_cache": False},
+    "gate_cache": {"shared_input": False, "gate_cache": True},
+    "fused": {"shared_input": True, "gate_cache": True},
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    base = build_base(args)
+    inject_hyperlora(base, rank=args.rank, alpha=2 * args.rank, dropout=0.0)
+    with torch.no_grad():  # non-zero B, as after training
+        for name, param in base.named_parameters():
+            if name.endswith("lora_B"):
+                param.normal_(std=0.01)
+    models = {}
+    for name, switches in VARIANTS.items():
+        models[name] = copy.deepcopy(base)
+        set_fusion(models[name], **switches)
+    ids = torch.randint(0, args.vocab, (args.batch, args.seq), device=args.device)
+    rho = torch.linspace(0, 1, args.batch, device=args.device)
+
+    def train_step(model: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            model.zero_grad(set_to_none=True)
+            model(input_ids=ids, labels=ids).loss.backward()
+
+        return run
+
+    prompt = ids[:, : min(32, args.seq)]
+
+    def generate(model: torch.nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            model.generate(
+                prompt,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=args.new_tokens,
+                min_new_tokens=args.new_tokens,
+                do_sample=False,
+                pad_token_id=0,
+            )
+
+        return run
+
+    for model in models.values():
+        set_rho(model, rho)
+        model.generation_config.eos_token_id = None
+        model.train()
+    train = measure(
+        {name: train_step(models[name]) for name in ("plain", "shared_gemm")},
+        args.repeats,
+        args.warmup,
+        args.device,
+    )
+    for model in models.values():
+        model.eval()
+    decode = measure(
+        {name: generate(model) for name, model in models.items()},
+        args.repeats,
+        args.warmup,
+        args.device,
+    )
+
+    print(
+        f"tiny Llama hidden={args.hidden} layers={args.layers} vocab={args.vocab}, rank "
+        f"{args.rank}, targets q,k,v,o,gate,up,down, dropout 0; device {args.device}, torch "
+        f"{torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeats} "
+        f"after {args.warmup} warm-up"
+    )
+    print(f"training step (forward + backward), batch {args.batch} x {args.seq} tokens:")
+    for name, seconds in train.items():
+        print(f"  {name:12s} {seconds * 1e3:8.2f} ms  ({seconds / train['plain']:.3f}x plain)")
+    print(
+        f"greedy generation, batch {args.batch}, {prompt.shape[1]}-token prompt, "
+        f"{args.new_tokens} new tokens:"
+    )
+    for name, seconds in decode.items():
+        print(f"  {name:12s} {seconds * 1e3:8.2f} ms  ({seconds / decode['plain']:.3f}x plain)")
+
+
+if __name__ == "__main__":
+    main()
