@@ -30,7 +30,7 @@ VARIANTS = {
 }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -43,12 +43,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    return parser.parse_args()
 
+
+def build_variants(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
+    """One injected model (non-zero B, as after training), copied once per fusion variant."""
     base = build_base(args)
     inject_hyperlora(base, rank=args.rank, alpha=2 * args.rank, dropout=0.0)
-    with torch.no_grad():  # non-zero B, as after training
+    with torch.no_grad():
         for name, param in base.named_parameters():
             if name.endswith("lora_B"):
                 param.normal_(std=0.01)
@@ -56,7 +58,21 @@ def main() -> None:
     for name, switches in VARIANTS.items():
         models[name] = copy.deepcopy(base)
         set_fusion(models[name], **switches)
+    return models
+
+
+def report(title: str, seconds: dict[str, float]) -> None:
+    print(title)
+    for name, value in seconds.items():
+        print(f"  {name:12s} {value * 1e3:8.2f} ms  ({value / seconds['plain']:.3f}x plain)")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    models = build_variants(args)
     ids = torch.randint(0, args.vocab, (args.batch, args.seq), device=args.device)
+    prompt = ids[:, : min(32, args.seq)]
     rho = torch.linspace(0, 1, args.batch, device=args.device)
 
     def train_step(model: torch.nn.Module) -> Callable[[], None]:
@@ -65,8 +81,6 @@ def main() -> None:
             model(input_ids=ids, labels=ids).loss.backward()
 
         return run
-
-    prompt = ids[:, : min(32, args.seq)]
 
     def generate(model: torch.nn.Module) -> Callable[[], None]:
         def run() -> None:
@@ -85,20 +99,12 @@ def main() -> None:
         set_rho(model, rho)
         model.generation_config.eos_token_id = None
         model.train()
-    train = measure(
-        {name: train_step(models[name]) for name in ("plain", "shared_gemm")},
-        args.repeats,
-        args.warmup,
-        args.device,
-    )
+    trained = {name: train_step(models[name]) for name in ("plain", "shared_gemm")}
+    train = measure(trained, args.repeats, args.warmup, args.device)
     for model in models.values():
         model.eval()
-    decode = measure(
-        {name: generate(model) for name, model in models.items()},
-        args.repeats,
-        args.warmup,
-        args.device,
-    )
+    generated = {name: generate(model) for name, model in models.items()}
+    decode = measure(generated, args.repeats, args.warmup, args.device)
 
     print(
         f"tiny Llama hidden={args.hidden} layers={args.layers} vocab={args.vocab}, rank "
@@ -106,15 +112,12 @@ def main() -> None:
         f"{torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeats} "
         f"after {args.warmup} warm-up"
     )
-    print(f"training step (forward + backward), batch {args.batch} x {args.seq} tokens:")
-    for name, seconds in train.items():
-        print(f"  {name:12s} {seconds * 1e3:8.2f} ms  ({seconds / train['plain']:.3f}x plain)")
-    print(
+    report(f"training step (forward + backward), batch {args.batch} x {args.seq} tokens:", train)
+    report(
         f"greedy generation, batch {args.batch}, {prompt.shape[1]}-token prompt, "
-        f"{args.new_tokens} new tokens:"
+        f"{args.new_tokens} new tokens:",
+        decode,
     )
-    for name, seconds in decode.items():
-        print(f"  {name:12s} {seconds * 1e3:8.2f} ms  ({seconds / decode['plain']:.3f}x plain)")
 
 
 if __name__ == "__main__":
