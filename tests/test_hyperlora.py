@@ -24,7 +24,6 @@ from janus.hyperlora import (
     TiedTokenHead,
     TrainableTokenEmbedding,
     adapter_parameters,
-    clear_rho,
     hyperlora_gates,
     inject_hyperlora,
     iter_hyperlora_layers,
@@ -283,7 +282,7 @@ def test_forward_without_rho_or_with_wrong_batch_size_raises():
     set_rho(model, 0.4)  # a float broadcasts to any batch size
     assert model(ids).logits.shape[0] == 3
     assert model(ids[:1]).logits.shape[0] == 1
-    clear_rho(model)
+    model.current_rho = None  # unset: the next forward must not reuse the last ρ
     with pytest.raises(RuntimeError, match="rho_context"):
         model(ids)
 

@@ -66,7 +66,7 @@ _RESERVED_KEYS = {
 # --------------------------------------------------------------------------------------------
 
 
-def resize_for_tokenizer(model: PreTrainedModel, tokenizer_or_size: Any) -> int:
+def resize_for_tokenizer(model: PreTrainedModel, tokenizer: Any) -> int:
     """Grow the embeddings (never shrink them) to the tokenizer's length, deterministically.
 
     New rows are the mean of the old rows, with no noise: training and every later load give
@@ -76,7 +76,7 @@ def resize_for_tokenizer(model: PreTrainedModel, tokenizer_or_size: Any) -> int:
     """
     if is_injected(model):
         raise ValueError("resize the embeddings before inject_hyperlora, not after")
-    size = tokenizer_or_size if isinstance(tokenizer_or_size, int) else len(tokenizer_or_size)
+    size = len(tokenizer)
     embedding = model.get_input_embeddings()
     old = embedding.weight.shape[0]
     if size <= old:

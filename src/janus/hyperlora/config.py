@@ -55,10 +55,11 @@ def check_target_modules(value: str | Iterable[str]) -> TargetModules:
             return value
         raise ValueError(f"target_modules {value!r} is ambiguous: {_TARGETS_HELP}")
     suffixes = tuple(value)
+    if not suffixes:
+        raise ValueError(f"target_modules is empty; {_TARGETS_HELP}")
     bad = [s for s in suffixes if not isinstance(s, str) or not _SUFFIX.fullmatch(s)]
-    if bad or not suffixes:
-        shown = bad if bad else "nothing"
-        raise ValueError(f"target_modules: {shown!r} are not module name suffixes; {_TARGETS_HELP}")
+    if bad:
+        raise ValueError(f"target_modules: {bad!r} are not module name suffixes; {_TARGETS_HELP}")
     return suffixes
 
 

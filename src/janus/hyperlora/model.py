@@ -96,11 +96,6 @@ def set_rho(model: nn.Module, rho: RhoLike, *, num_beams: int = 1) -> None:
     _rho_root(model).current_rho = normalise_rho(rho, num_beams)
 
 
-def clear_rho(model: nn.Module) -> None:
-    """Unset ρ: the next forward raises instead of reusing a value meant for another batch."""
-    _rho_root(model).current_rho = None
-
-
 @contextmanager
 def rho_context(model: nn.Module, rho: RhoLike, *, num_beams: int = 1) -> Iterator[None]:
     """Run a block at ``rho``, then restore whatever ρ was set before (or none)."""
