@@ -85,7 +85,7 @@ def main() -> None:
 
     peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(lora_dropout=0.05, **lora_kwargs))
     hyper = copy.deepcopy(base)
-    inject_hyperlora(hyper, DEFAULT_TARGETS, rank=args.rank, alpha=2 * args.rank, dropout=0.05)
+    inject_hyperlora(hyper, rank=args.rank, alpha=2 * args.rank, dropout=0.05, fuse=True)
     with torch.no_grad():  # non-zero B, as after training (costs are the same either way)
         for name, param in hyper.named_parameters():
             if name.endswith("lora_B"):

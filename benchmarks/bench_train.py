@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from janus.checkpoint import resize_for_tokenizer
 from janus.examples import DecisionStepDataset, ExampleCollator, LengthBucketedBatchSampler
 from janus.generate import generate
-from janus.hyperlora import set_shared_input_fusion
+from janus.hyperlora import set_fusion
 from janus.prepare import prepare
 from janus.tiny import build_model as build_tiny
 from janus.tiny import build_tokenizer
@@ -64,6 +64,11 @@ class ContiguousHead(torch.nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden.contiguous())
+
+
+def _peft_targets(targets: tuple[str, ...] | str) -> list[str] | str:
+    """HyperLoRA's target spec in PEFT's terms (a list of suffixes, "all-linear" or a regex)."""
+    return list(targets) if isinstance(targets, tuple) else targets.removeprefix("re:")
 
 
 def main() -> None:
@@ -109,7 +114,7 @@ def main() -> None:
     )
     model, tokenizer, summary = build_model(config, torch.device("cpu"))
     if args.no_fusion:
-        set_shared_input_fusion(model, False)
+        set_fusion(model, shared_input=False, gate_cache=False)
     dataset = DecisionStepDataset(work / "prepared", "train", tokenizer, k=config.k)
     sampler = LengthBucketedBatchSampler(dataset.lengths, config.batch_size, seed=0)
     collate = ExampleCollator(tokenizer.pad_token_id)
@@ -175,10 +180,10 @@ def main() -> None:
         peft_model = get_peft_model(
             lora_base,
             LoraConfig(
-                r=config.rank,
-                lora_alpha=config.alpha,
+                r=config.adapter.rank,
+                lora_alpha=config.adapter.alpha,
                 lora_dropout=0.0,
-                target_modules=config.targets(),
+                target_modules=_peft_targets(config.adapter.target_modules),
             ),
         )
         peft_inner = peft_model.base_model.model  # the HF model: takes logits_to_keep
@@ -221,7 +226,7 @@ def main() -> None:
     achieved = flops_per_token * tokens / seconds
 
     print(
-        f"preset {args.preset}: batch {config.batch_size}, rank {config.rank}, threads "
+        f"preset {args.preset}: batch {config.batch_size}, rank {config.adapter.rank}, threads "
         f"{torch.get_num_threads()}, bf16 {config.bf16}, full logits {args.full_logits}, "
         f"fusion {not args.no_fusion}, base params {summary.total_parameters:,}, "
         f"trainable {summary.trainable_parameters:,}; {len(batches) - 3} timed batches"

@@ -23,15 +23,14 @@ from janus.checkpoint import (
     resize_for_tokenizer,
     save_hyperlora_adapter,
 )
-from janus.hyperlora import adapter_state_dict, inject_hyperlora, merge_at_rho, set_rho
-from test_hyperlora import (
-    VOCAB,
-    build_model,
-    logits_at,
-    randomise_adapter,
-    targets_for,
-    token_batch,
+from janus.hyperlora import (
+    adapter_state_dict,
+    inject_hyperlora,
+    iter_hyperlora_layers,
+    merge_at_rho,
+    set_rho,
 )
+from tiny_lm import VOCAB, build_model, logits_at, randomise_adapter, targets_for, token_batch
 
 SPECIAL = ["<RHO>", "<OUTPUT>"]
 RHOS = torch.tensor([0.0, 0.6, -1.0])
@@ -56,7 +55,9 @@ def trained_model(arch: str, base_dir: Path, *, tie: bool | None = None, seed: i
     model = AutoModelForCausalLM.from_pretrained(base_dir, local_files_only=True).eval()
     resize_for_tokenizer(model, tokenizer)
     new_ids = tokenizer.convert_tokens_to_ids(SPECIAL)
-    inject_hyperlora(model, targets_for(arch), rank=4, dropout=0.0, trainable_token_ids=new_ids)
+    inject_hyperlora(
+        model, target_modules=targets_for(arch), rank=4, dropout=0.0, trainable_token_ids=new_ids
+    )
     randomise_adapter(model)
     return model, tokenizer
 
@@ -106,6 +107,8 @@ def test_save_then_load_gives_identical_logits(tmp_path, arch, tie):
     assert config["special_tokens"] == SPECIAL and config["prompt_format_version"] == 1
     assert config["janus_version"] == janus.__version__
     assert config["rank"] == 4 and config["trainable_token_ids"] == [VOCAB, VOCAB + 1]
+    assert config["target_modules"] == list(targets_for(arch))
+    assert config["adapted_modules"] == [name for name, _ in iter_hyperlora_layers(model)]
     fingerprint = config["base_fingerprint"]
     assert fingerprint["vocab_size"] == VOCAB  # the original base's, not the resized one
     assert fingerprint["num_layers"] == 2 and fingerprint["hidden_size"] == 32
@@ -208,20 +211,26 @@ def test_a_base_of_another_config_is_refused(saved, tmp_path):
     build_model("llama", hidden=48).save_pretrained(tmp_path / "wider")
     with pytest.raises(ValueError, match=r"hidden_size 32 vs 48"):
         load_hyperlora(path, tmp_path / "wider")
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(FileNotFoundError, match="nowhere: no such local directory"):
         load_hyperlora(path, tmp_path / "nowhere")
 
 
-def test_legacy_pt_is_read_with_weights_only(saved):
-    path, expected = saved
-    state = load_file(path / STATE_FILE)
+def test_a_pickled_state_is_never_read(saved, monkeypatch):
+    path, _ = saved
+    torch.save(load_file(path / STATE_FILE), path / "adapter_state.pt")
     (path / STATE_FILE).unlink()
-    torch.save(state, path / "adapter_state.pt")
-    loaded, _, _ = load_hyperlora(path)
-    assert torch.equal(logits_at(loaded, inputs(), RHOS), expected)
-    torch.save({"payload": Path("not a tensor")}, path / "adapter_state.pt")
-    with pytest.raises(ValueError, match=r"adapter_state\.pt could not be read as plain tensors"):
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("torch.load was called"))
+    with pytest.raises(FileNotFoundError, match=r"adapter_state\.safetensors is missing"):
         load_hyperlora(path)
+
+
+def test_a_missing_local_base_is_named_never_looked_up_on_the_hub(saved, tmp_path, monkeypatch):
+    path, _ = saved
+    (tmp_path / "bases").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for missing in ("bases/x", "./x", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match=f"base model {missing}: no such local"):
+            load_hyperlora(path, missing)
 
 
 # --------------------------------------------------------------------------------------------

@@ -52,6 +52,17 @@ def test_help_lists_the_pipeline_in_order() -> None:
         assert option in train_help
 
 
+def test_train_options_take_hyperlora_defaults_and_explicit_targets(tmp_path: Path) -> None:
+    from janus.hyperlora import HyperLoRAConfig
+
+    output = runner.invoke(app, ["train", "--help"]).output
+    train_help = " ".join(output.replace("│", " ").split())  # undo rich's wrapping
+    assert f"LoRA rank r. Default: {HyperLoRAConfig().rank}, unless the preset" in train_help
+    result = runner.invoke(app, ["train", "--target-modules", "q_proj|v_proj"])
+    assert result.exit_code == 2
+    assert "are not module name suffixes" in result.output and "re:<pattern>" in result.output
+
+
 def test_export_merged_reproduces_the_adapter_at_that_rho(run_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 

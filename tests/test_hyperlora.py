@@ -1,120 +1,49 @@
-"""HyperLoRA layers, injection, ρ routing and merging on tiny random models (nothing downloaded)."""
+"""HyperLoRA layers, injection, ρ routing, fusion and merging on tiny random models.
+
+Numerical references first: a fresh adapter is the base, constant gates are plain PEFT LoRA,
+a merged model is the unmerged one, the fused path is the plain one.
+"""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import (
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    MistralConfig,
-    MistralForCausalLM,
-    PreTrainedModel,
-    Qwen2Config,
-    Qwen2ForCausalLM,
-)
 
 from janus.hyperlora import (
-    DEFAULT_TARGETS,
     HyperLoRAConfig,
     HyperLoRALinear,
     RhoHyperNet,
     TiedTokenHead,
     TrainableTokenEmbedding,
     adapter_parameters,
-    clear_rho,
     hyperlora_gates,
     inject_hyperlora,
     iter_hyperlora_layers,
     merge_at_rho,
     rho_context,
     set_rho,
-    set_shared_input_fusion,
+    target_modules_from_text,
     unmerge,
 )
-
-VOCAB = 48
-ARCHS = ["llama", "qwen2", "gpt2"]
-ARCHS_WITH_MISTRAL = [*ARCHS, "mistral"]
-_DECODERS = {
-    "llama": (LlamaConfig, LlamaForCausalLM),
-    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-    "mistral": (MistralConfig, MistralForCausalLM),
-}
-
-
-def build_model(
-    arch: str, *, seed: int = 0, vocab: int = VOCAB, hidden: int = 32, tie: bool | None = None
-) -> PreTrainedModel:
-    """A tiny random causal LM in eval mode (no dropout, so outputs are deterministic)."""
-    torch.manual_seed(seed)
-    if arch == "gpt2":
-        config = GPT2Config(
-            vocab_size=vocab,
-            n_embd=hidden,
-            n_layer=2,
-            n_head=4,
-            n_positions=64,
-            bos_token_id=1,
-            eos_token_id=2,
-            tie_word_embeddings=True if tie is None else tie,
-        )
-        model = GPT2LMHeadModel(config)
-    else:
-        config_cls, model_cls = _DECODERS[arch]
-        config = config_cls(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            intermediate_size=2 * hidden,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=64,
-            bos_token_id=1,
-            eos_token_id=2,
-            tie_word_embeddings=bool(tie),
-        )
-        model = model_cls(config)
-    return model.eval()
-
-
-def targets_for(arch: str) -> list[str]:
-    return ["c_attn", "c_proj", "c_fc"] if arch == "gpt2" else list(DEFAULT_TARGETS)
-
-
-def randomise_adapter(model: torch.nn.Module, seed: int = 1) -> None:
-    """Give B (zero at init) and the token rows random values so the adapter does something."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param_name, param in adapter_parameters(model).items():
-            noise = torch.randn(param.shape, generator=generator)
-            if param_name.endswith("lora_B"):
-                param.copy_(0.2 * noise)
-            elif param_name.endswith("token_rows"):
-                param.add_(0.5 * noise)
-
-
-def token_batch(batch: int = 3, seq: int = 6, seed: int = 2) -> torch.Tensor:
-    return torch.randint(3, VOCAB, (batch, seq), generator=torch.Generator().manual_seed(seed))
-
-
-def injected(arch: str, **kwargs) -> PreTrainedModel:
-    model = build_model(arch, tie=kwargs.pop("tie", None))
-    inject_hyperlora(model, targets_for(arch), dropout=kwargs.pop("dropout", 0.0), **kwargs)
-    randomise_adapter(model)
-    return model
-
-
-@torch.no_grad()
-def logits_at(model: torch.nn.Module, ids: torch.Tensor, rho) -> torch.Tensor:
-    with rho_context(model, rho):
-        return model(ids).logits
-
+from tiny_lm import (
+    ARCHS,
+    ARCHS_WITH_MISTRAL,
+    VOCAB,
+    build_model,
+    injected,
+    logits_at,
+    randomise_adapter,
+    targets_for,
+    token_batch,
+)
 
 # --------------------------------------------------------------------------------------------
 # Layers
@@ -127,7 +56,7 @@ def test_fresh_injection_reproduces_base_exactly(arch):
     ids = token_batch()
     with torch.no_grad():
         expected = model(ids).logits
-    inject_hyperlora(model, targets_for(arch))
+    inject_hyperlora(model, target_modules=targets_for(arch))
     assert all(torch.count_nonzero(layer.lora_B) == 0 for _, layer in iter_hyperlora_layers(model))
     assert torch.equal(logits_at(model, ids, 0.7), expected)
     assert torch.equal(logits_at(model, ids, torch.tensor([0.0, 0.5, -1.0])), expected)
@@ -146,9 +75,8 @@ def test_constant_gate_of_ones_equals_plain_peft_lora(arch):
             fan_in_fan_out=arch == "gpt2",
         ),
     ).eval()
-    summary = inject_hyperlora(
-        base, targets_for(arch), rank=8, alpha=16, dropout=0.0, activation="identity"
-    )
+    config = HyperLoRAConfig(rank=8, alpha=16, dropout=0.0, activation="identity")
+    summary = inject_hyperlora(base, config, target_modules=targets_for(arch))
     randomise_adapter(base)
     with torch.no_grad():
         for name, layer in iter_hyperlora_layers(base):
@@ -281,7 +209,9 @@ def test_beam_search_repeats_rho_per_beam():
 def test_only_adapter_and_chosen_token_rows_train(arch, tie):
     model = build_model(arch, tie=tie)
     new_tokens = [44, 45]
-    inject_hyperlora(model, targets_for(arch), dropout=0.1, trainable_token_ids=new_tokens)
+    inject_hyperlora(
+        model, target_modules=targets_for(arch), dropout=0.1, trainable_token_ids=new_tokens
+    )
     randomise_adapter(model)
     model.train()
     adapter = adapter_parameters(model)
@@ -352,7 +282,7 @@ def test_forward_without_rho_or_with_wrong_batch_size_raises():
     set_rho(model, 0.4)  # a float broadcasts to any batch size
     assert model(ids).logits.shape[0] == 3
     assert model(ids[:1]).logits.shape[0] == 1
-    clear_rho(model)
+    model.current_rho = None  # unset: the next forward must not reuse the last ρ
     with pytest.raises(RuntimeError, match="rho_context"):
         model(ids)
 
@@ -445,73 +375,6 @@ def test_bf16_autocast_matches_fp32_within_bf16_precision_and_keeps_fp32_grads()
     assert layer.lora_B.grad.dtype == torch.float32 and layer.lora_B.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
-def test_shared_input_fusion_gives_the_unfused_outputs_and_gradients(arch):
-    """q/k/v and gate/up share one x Aᵀ GEMM: a speed switch, never a different model."""
-    fused = injected(arch)
-    plain = copy.deepcopy(fused)
-    assert set_shared_input_fusion(plain, False) == 0
-    assert set_shared_input_fusion(fused, True) == 2 * fused.config.num_hidden_layers
-    ids = token_batch()
-    rho = torch.tensor([0.1, 0.5, 0.9])
-    torch.testing.assert_close(logits_at(fused, ids, rho), logits_at(plain, ids, rho))
-    grads = []
-    for model in (fused, plain):
-        model.train()
-        set_rho(model, rho)
-        model(ids).logits.pow(2).mean().backward()
-        grads.append({n: p.grad for n, p in adapter_parameters(model).items()})
-    assert grads[0].keys() == grads[1].keys()
-    for name in grads[0]:
-        torch.testing.assert_close(grads[0][name], grads[1][name], msg=name)
-
-
-def test_shared_input_fusion_never_serves_a_stale_or_foreign_input():
-    model = injected("llama")
-    attention = model.model.layers[0].self_attn
-    assert attention.q_proj._shared_input is attention.k_proj._shared_input
-    assert attention.o_proj._shared_input is None  # o reads the attention output
-    x = torch.randn(2, 5, 32)
-
-    def alone(layer, inputs):  # the layer's own, unfused result
-        group, layer._shared_input = layer._shared_input, None
-        try:
-            return layer(inputs)
-        finally:
-            layer._shared_input = group
-
-    with rho_context(model, 0.3), torch.no_grad():
-        attention.q_proj(x)  # caches x Aᵀ for k and v
-        x.mul_(2.0)  # changed in place: k must not get the cached product of the old x
-        torch.testing.assert_close(attention.k_proj(x), alone(attention.k_proj, x))
-        attention.q_proj(x)
-        other = torch.randn(2, 5, 32)  # another tensor: v must not get x's product
-        torch.testing.assert_close(attention.v_proj(other), alone(attention.v_proj, other))
-        attention.q_proj(x)
-        with torch.no_grad():
-            attention.k_proj.lora_A.add_(0.5)  # A changed after the cache was filled
-        torch.testing.assert_close(attention.k_proj(x), alone(attention.k_proj, x))
-
-
-def test_shared_input_fusion_is_off_under_dropout_and_survives_deepcopy():
-    model = injected("llama", dropout=0.2)
-    group = model.model.layers[0].mlp.gate_proj._shared_input
-    model.train()
-    assert not group.active()  # each adapter draws its own dropout mask
-    model.eval()
-    assert group.active()
-    clone = copy.deepcopy(model)
-    mlp = clone.model.layers[0].mlp
-    assert mlp.gate_proj._shared_input is mlp.up_proj._shared_input
-    assert mlp.gate_proj._shared_input.layers == [mlp.gate_proj, mlp.up_proj]
-    ids = token_batch()
-    before = logits_at(clone, ids, 0.4)
-    with torch.no_grad():
-        for _, layer in iter_hyperlora_layers(model):
-            layer.lora_A.mul_(-1.0)  # the original changes; the copy must not see it
-    torch.testing.assert_close(logits_at(clone, ids, 0.4), before)
-
-
 # --------------------------------------------------------------------------------------------
 # Injection and the hypernetwork
 # --------------------------------------------------------------------------------------------
@@ -519,35 +382,42 @@ def test_shared_input_fusion_is_off_under_dropout_and_survives_deepcopy():
 
 def test_target_selection_modes():
     all_linear = build_model("llama")
-    summary = inject_hyperlora(all_linear, "all-linear")
+    summary = inject_hyperlora(all_linear, target_modules="all-linear")
     assert "lm_head" not in summary.matched and len(summary.matched) == 14
 
     regex = build_model("llama")
-    summary = inject_hyperlora(regex, r"model\.layers\.1\.self_attn\.(q|v)_proj")
+    summary = inject_hyperlora(regex, target_modules=r"re:model\.layers\.1\.self_attn\.(q|v)_proj")
     assert summary.matched == ["model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]
 
     gpt2 = build_model("gpt2")
-    summary = inject_hyperlora(gpt2, ["c_attn"])
+    summary = inject_hyperlora(gpt2, target_modules=["c_attn"])
     assert summary.matched == ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]
     assert gpt2.transformer.h[0].attn.c_attn.fan_in_fan_out
 
     with pytest.raises(ValueError, match="c_attn"):
         inject_hyperlora(build_model("gpt2"))  # the default targets do not exist in GPT-2
     with pytest.raises(RuntimeError, match="already"):
-        inject_hyperlora(gpt2, ["c_fc"])
+        inject_hyperlora(gpt2, target_modules=["c_fc"])
 
 
-def test_summary_counts_and_config_round_trip():
+def test_summary_counts_and_the_config_the_model_records():
     model = build_model("llama")
     total = sum(p.numel() for p in model.parameters())
-    summary = inject_hyperlora(model, rank=4, hyper_hidden=8, trainable_token_ids=[3, 3, 7])
+    summary = inject_hyperlora(
+        model, HyperLoRAConfig(rank=4), hyper_hidden=8, trainable_token_ids=[7, 3, 3]
+    )
     adapter = sum(p.numel() for p in adapter_parameters(model).values())
     assert summary.trainable_parameters == adapter
     assert summary.total_parameters == total + adapter  # token rows are a copy: counted again
     assert "14 layers adapted" in str(summary) and "2 trainable token rows" in str(summary)
-    config = model.hyperlora_config
-    assert config.trainable_token_ids == [3, 7]
-    assert HyperLoRAConfig.from_dict({**config.to_dict(), "unrelated": 1}) == config
+    expected = HyperLoRAConfig(rank=4, hyper_hidden=8, trainable_token_ids=(3, 7))
+    assert model.hyperlora_config == summary.config == expected
+    layer = model.model.layers[0].mlp.down_proj
+    assert layer.rank == 4 and layer.scaling == expected.alpha / 4
+    with pytest.raises(TypeError, match="no field"):
+        inject_hyperlora(build_model("llama"), ranks=4)
+    with pytest.raises(ValueError, match=r"\[0, 48\)"):
+        inject_hyperlora(build_model("llama"), trainable_token_ids=[48])
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softplus", "identity"])
@@ -566,27 +436,7 @@ def test_hypernet_shapes_and_activation_ranges(activation):
     if activation == "tanh":
         assert (column.abs() < 1).all()
     with pytest.raises(ValueError, match="activation"):
-        RhoHyperNet(rank=2, activation="relu6")
-
-
-def test_cached_gates_follow_hypernet_updates_and_new_rho():
-    model = injected("llama")
-    ids = token_batch(batch=2)
-    set_rho(model, [0.3, 0.7])
-    with torch.no_grad():
-        first = model(ids).logits
-        assert torch.equal(model(ids).logits, first)  # served from the gate cache
-    layer = model.model.layers[0].self_attn.q_proj
-    with torch.no_grad():
-        layer.hypernet.net[4].bias.add_(3.0)  # in place, as an optimiser step would
-        changed = model(ids).logits
-        assert not torch.allclose(changed, first, atol=1e-4)
-        set_rho(model, [0.7, 0.3])
-        swapped = model(ids).logits
-    set_rho(model, [0.7, 0.3])
-    with torch.enable_grad():
-        torch.testing.assert_close(model(ids).logits, swapped, atol=1e-6, rtol=0)
-    torch.testing.assert_close(swapped[0], logits_at(model, ids[:1], 0.7)[0], atol=1e-5, rtol=0)
+        RhoHyperNet(rank=2, hidden=4, fourier_features=0, activation="relu6")
 
 
 def test_a_deep_copy_reads_its_own_rho():
@@ -610,3 +460,44 @@ def test_rho_first_used_under_inference_mode_still_trains():
     model(ids).logits.sum().backward()  # same ρ, now with autograd
     assert model.model.layers[0].self_attn.q_proj.lora_B.grad is not None
     assert torch.equal(model(ids).logits.detach(), reference)
+
+
+# --------------------------------------------------------------------------------------------
+# HyperLoRAConfig
+# --------------------------------------------------------------------------------------------
+
+
+def test_config_target_modules_are_explicit():
+    assert HyperLoRAConfig(target_modules=["q_proj", "v_proj"]).target_modules == (
+        "q_proj",
+        "v_proj",
+    )
+    assert HyperLoRAConfig(target_modules="all-linear").target_modules == "all-linear"
+    assert target_modules_from_text(" q_proj, v_proj ") == ("q_proj", "v_proj")
+    assert target_modules_from_text(r"re:.*\.(q|v)_proj") == r"re:.*\.(q|v)_proj"
+    assert target_modules_from_text("all-linear") == "all-linear"
+    for bad in ("q_proj", r".*\.q_proj", ["q_proj", "(q|v)"], [], "re:(unclosed", "re:"):
+        with pytest.raises(ValueError, match="target_modules"):
+            HyperLoRAConfig(target_modules=bad)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"rank": 0}, {"alpha": 0.0}, {"dropout": 1.0}, {"hyper_hidden": 0}, {"activation": "relu"}],
+)
+def test_config_refuses_bad_hyperparameters(bad):
+    with pytest.raises(ValueError):
+        HyperLoRAConfig(**bad)
+
+
+def test_config_round_trips_through_json():
+    config = HyperLoRAConfig(rank=4, target_modules=("c_attn",), trainable_token_ids=[9, 2])
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["target_modules"] == ["c_attn"] and data["trainable_token_ids"] == [2, 9]
+    assert HyperLoRAConfig.from_dict({**data, "adapted_modules": ["x"], "format": "y"}) == config
+
+
+def test_config_module_imports_without_torch():
+    code = "import sys, janus.hyperlora.config; assert 'torch' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)

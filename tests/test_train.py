@@ -17,15 +17,18 @@ from safetensors.torch import load_file
 
 from conftest import write_synthetic_prepared
 from janus.checkpoint import STATE_FILE, load_hyperlora
-from janus.hyperlora import rho_context
+from janus.hyperlora import HyperLoRAConfig, rho_context
 from janus.tiny import build_model, build_tokenizer
 from janus.train import (
+    PRESETS,
     TrainConfig,
     _forward_loss,
     apply_preset,
     gate_separation_loss,
     latest_checkpoint,
+    nest_options,
     train,
+    validate_inputs,
 )
 from janus.train import (
     build_model as build_training_model,
@@ -68,7 +71,7 @@ def small_config(corpus: Path, base_dir: Path, out: Path, **overrides) -> TrainC
         log_every=2,
     )
     values.update(overrides)
-    return TrainConfig(**values)
+    return apply_preset(TrainConfig(), None, values)  # adapter fields go to config.adapter
 
 
 # ------------------------------------------------------------------------- separation loss
@@ -260,7 +263,7 @@ def test_nan_rho_is_refused_before_training(base_dir: Path, tmp_path: Path) -> N
 def test_missing_column_and_unknown_base_are_clear_errors(
     corpus: Path, base_dir: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(FileNotFoundError, match="no such directory"):
+    with pytest.raises(FileNotFoundError, match="nowhere: no such local directory"):
         train(small_config(corpus, tmp_path / "nowhere", tmp_path / "run"), progress=False)
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -272,10 +275,32 @@ def test_missing_column_and_unknown_base_are_clear_errors(
 
 def test_presets_apply_and_explicit_options_win() -> None:
     config = apply_preset(TrainConfig(), "cpu-demo", {"rank": 3, "lr": None})
-    assert config.rank == 3
+    assert config.adapter == HyperLoRAConfig(rank=3, alpha=16.0, hyper_hidden=32, dropout=0.0)
+    assert config.lr == PRESETS["cpu-demo"]["lr"]
     assert config.lr == 3e-3  # from the preset, since the option was not given
     with pytest.raises(ValueError, match="unknown preset"):
         apply_preset(TrainConfig(), "nope", {})
+
+
+def test_a_missing_relative_base_is_local_and_a_bare_org_name_a_hub_id(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bases").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="base model bases/x: no such local directory"):
+        validate_inputs(small_config(corpus, Path("bases/x"), tmp_path / "run"))
+    assert validate_inputs(small_config(corpus, Path("org/name"), tmp_path / "run")).is_file()
+
+
+def test_train_config_nests_the_adapter_and_round_trips_through_json() -> None:
+    config = apply_preset(TrainConfig(), None, {"rank": 4, "target_modules": ("q_proj",)})
+    assert config.adapter == HyperLoRAConfig(rank=4, target_modules=("q_proj",))
+    data = json.loads(json.dumps(config.to_json()))
+    assert data["adapter"]["target_modules"] == ["q_proj"] and "rank" not in data
+    assert TrainConfig.from_json(data) == config
+    assert nest_options({"rank": 2, "lr": 1.0}) == {"adapter": {"rank": 2}, "lr": 1.0}
+    with pytest.raises(ValueError, match="target_modules"):
+        apply_preset(TrainConfig(), None, {"target_modules": "q_proj|v_proj"})
 
 
 def test_a_tokenizer_without_eos_is_refused_before_training(

@@ -265,7 +265,7 @@ class JanusAgent:
         adapter = resolve_adapter_dir(run_or_adapter_dir)
         torch_dtype = resolve_dtype(dtype, read_adapter_config(adapter))
         model, tokenizer, config = load_hyperlora(
-            adapter, base_model, device=device, torch_dtype=torch_dtype
+            adapter, base_model, device=device, torch_dtype=torch_dtype, fuse=True
         )
         return cls(
             model,

@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from janus import __version__
 from janus.atomic import atomic_directory
+from janus.base_model import locate_base_model
 from janus.hyperlora import (
     HyperLoRAConfig,
     TrainableTokenEmbedding,
@@ -32,13 +33,14 @@ from janus.hyperlora import (
     adapter_state_dict,
     inject_hyperlora,
     is_injected,
+    is_merged,
     iter_hyperlora_layers,
     load_adapter_state_dict,
     normalise_rho,
+    output_head,
 )
 
 STATE_FILE = "adapter_state.safetensors"
-LEGACY_STATE_FILE = "adapter_state.pt"
 CONFIG_FILE = "adapter_config.json"
 PEFT_STATE_FILE = "adapter_model.safetensors"
 FORMAT = "janus-hyperlora"
@@ -54,6 +56,7 @@ _RESERVED_KEYS = {
     "base_model_name_or_path",
     "base_fingerprint",
     "adapter_state_sha256",
+    "adapted_modules",
     *HyperLoRAConfig.__dataclass_fields__,
 }
 
@@ -63,12 +66,7 @@ _RESERVED_KEYS = {
 # --------------------------------------------------------------------------------------------
 
 
-def _output_head(model: nn.Module) -> nn.Module | None:
-    getter = getattr(model, "get_output_embeddings", None)
-    return getter() if callable(getter) else None
-
-
-def resize_for_tokenizer(model: PreTrainedModel, tokenizer_or_size: Any) -> int:
+def resize_for_tokenizer(model: PreTrainedModel, tokenizer: Any) -> int:
     """Grow the embeddings (never shrink them) to the tokenizer's length, deterministically.
 
     New rows are the mean of the old rows, with no noise: training and every later load give
@@ -78,19 +76,17 @@ def resize_for_tokenizer(model: PreTrainedModel, tokenizer_or_size: Any) -> int:
     """
     if is_injected(model):
         raise ValueError("resize the embeddings before inject_hyperlora, not after")
-    size = tokenizer_or_size if isinstance(tokenizer_or_size, int) else len(tokenizer_or_size)
+    size = len(tokenizer)
     embedding = model.get_input_embeddings()
     old = embedding.weight.shape[0]
     if size <= old:
         return old
     if getattr(model.config, BASE_VOCAB_ATTR, None) is None:
         setattr(model.config, BASE_VOCAB_ATTR, old)
-    head = _output_head(model)
+    head = output_head(model)
     tied = head is not None and head.weight is embedding.weight
     model.resize_token_embeddings(size, mean_resizing=False)
-    layers = [model.get_input_embeddings()] + (
-        [] if tied or head is None else [_output_head(model)]
-    )
+    layers = [model.get_input_embeddings()] + ([] if tied or head is None else [output_head(model)])
     with torch.no_grad():
         for layer in layers:
             weight = layer.weight
@@ -109,7 +105,7 @@ def _fingerprint_tensors(model: nn.Module, count: int = 2) -> list[tuple[str, Te
     """
     skip = {id(p) for p in adapter_parameters(model).values()}
     skip.add(id(model.get_input_embeddings().weight))
-    head = _output_head(model)
+    head = output_head(model)
     if head is not None:
         skip.add(id(head.weight))
     chosen: list[tuple[str, Tensor]] = []
@@ -211,9 +207,7 @@ def _atomic_directory(target: Path, write: Callable[[Path], None]) -> Path:
 def _require_injected(model: nn.Module) -> HyperLoRAConfig:
     config = getattr(model, "hyperlora_config", None)
     if config is None:
-        hint = (
-            " (it was merged: unmerge(model) first)" if hasattr(model, "_hyperlora_merged") else ""
-        )
+        hint = " (it was merged: unmerge(model) first)" if is_merged(model) else ""
         raise ValueError(f"this model has no HyperLoRA adapter{hint}")
     return config
 
@@ -247,6 +241,7 @@ def save_hyperlora_adapter(
     payload: dict[str, Any] = {
         **extra,
         **config.to_dict(),
+        "adapted_modules": [name for name, _ in iter_hyperlora_layers(model)],
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "janus_version": __version__,
@@ -295,58 +290,40 @@ def read_adapter_config(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _read_state(directory: Path, config: dict[str, Any]) -> dict[str, Tensor]:
-    """The adapter tensors: safetensors (checksum verified), else a legacy .pt read safely."""
+    """The adapter tensors, their checksum verified against adapter_config.json."""
     file = directory / STATE_FILE
-    if file.is_file():
-        data = file.read_bytes()
-        expected = config.get("adapter_state_sha256")
-        if expected is not None and hashlib.sha256(data).hexdigest() != expected:
-            raise ValueError(
-                f"{file} is corrupted or was modified: its sha256 differs from the one "
-                f"recorded in {CONFIG_FILE}"
-            )
-        try:
-            return load_safetensors_bytes(data)
-        except Exception as error:
-            raise ValueError(
-                f"{file} is corrupted (not a readable safetensors file: {error})"
-            ) from error
-    legacy = directory / LEGACY_STATE_FILE
-    if legacy.is_file():
-        try:
-            state = torch.load(legacy, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise ValueError(f"{legacy} could not be read as plain tensors: {error}") from error
-        if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-        ):
-            raise ValueError(f"{legacy} does not hold a mapping of names to tensors")
-        return state
-    raise FileNotFoundError(f"{file} is missing (and no legacy {LEGACY_STATE_FILE} either)")
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} is missing")
+    data = file.read_bytes()
+    expected = config.get("adapter_state_sha256")
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise ValueError(
+            f"{file} is corrupted or was modified: its sha256 differs from the one "
+            f"recorded in {CONFIG_FILE}"
+        )
+    try:
+        return load_safetensors_bytes(data)
+    except Exception as error:
+        raise ValueError(
+            f"{file} is corrupted (not a readable safetensors file: {error})"
+        ) from error
 
 
 def _load_base(source: Any, torch_dtype: torch.dtype | None) -> tuple[PreTrainedModel, str]:
     """The base model and a description of where it came from.
 
-    A local directory is loaded with ``local_files_only`` (never a download); a path that looks
-    local but does not exist is an error here rather than a confusing hub lookup.
+    A reference is located by :func:`janus.base_model.locate_base_model`: a local directory
+    loads with ``local_files_only`` (never a download), a missing local path is an error.
     """
     if isinstance(source, nn.Module):
         if torch_dtype is not None:
             source.to(torch_dtype)
         return source, str(getattr(source.config, "_name_or_path", "") or "<model object>")
-    name = str(source)
-    local = Path(name).expanduser()
+    location = locate_base_model(source)
     kwargs: dict[str, Any] = {} if torch_dtype is None else {"dtype": torch_dtype}
-    if local.exists():
-        if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"base model directory {local} has no config.json")
-        return AutoModelForCausalLM.from_pretrained(local, local_files_only=True, **kwargs), str(
-            local
-        )
-    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
-        raise FileNotFoundError(f"base model {name} not found (no such local directory)")
-    return AutoModelForCausalLM.from_pretrained(name, **kwargs), name
+    if isinstance(location, Path):
+        kwargs["local_files_only"] = True
+    return AutoModelForCausalLM.from_pretrained(location, **kwargs), str(location)
 
 
 def load_hyperlora(
@@ -355,13 +332,15 @@ def load_hyperlora(
     *,
     device: str | torch.device = "cpu",
     torch_dtype: torch.dtype | None = None,
+    fuse: bool = False,
 ) -> tuple[PreTrainedModel, Any, dict[str, Any]]:
     """Rebuild a saved HyperLoRA model: ``(model, tokenizer, adapter_config)``.
 
     The base comes from ``base_model`` (a path, hub id or model object) or else the recorded
     ``base_model_name_or_path``; it must match the recorded fingerprint. Embeddings are
     resized to the tokenizer, the adapter is re-injected from the config alone and its state
-    loaded strictly. The model is returned in eval mode with no ρ set.
+    loaded strictly. ``fuse`` turns on the speed-ups of :mod:`janus.hyperlora.fusion` (same
+    outputs; the agent uses them). The model is returned in eval mode with no ρ set.
     """
     directory = Path(path).expanduser()
     config = read_adapter_config(directory)
@@ -388,22 +367,11 @@ def load_hyperlora(
             + hint
         )
     resize_for_tokenizer(model, tokenizer)
-    hl_config = HyperLoRAConfig.from_dict(config)
-    summary = inject_hyperlora(
-        model,
-        target_modules=hl_config.target_modules,
-        rank=hl_config.rank,
-        alpha=hl_config.alpha,
-        dropout=hl_config.dropout,
-        hyper_hidden=hl_config.hyper_hidden,
-        fourier_features=hl_config.fourier_features,
-        activation=hl_config.activation,
-        trainable_token_ids=hl_config.trainable_token_ids or None,
-    )
-    if summary.matched != list(hl_config.adapted_modules):
+    summary = inject_hyperlora(model, HyperLoRAConfig.from_dict(config), fuse=fuse)
+    if summary.matched != list(config["adapted_modules"]):
         raise ValueError(
             f"target_modules of {directory} now match {len(summary.matched)} layers of "
-            f"{base_desc}, the adapter has {len(hl_config.adapted_modules)}"
+            f"{base_desc}, the adapter has {len(config['adapted_modules'])}"
         )
     try:
         load_adapter_state_dict(model, state)

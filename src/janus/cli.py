@@ -183,6 +183,15 @@ def base_command(
     typer.echo(f"base model: {path}")
 
 
+def _adapter_help(name: str, text: str) -> str:
+    """An adapter option's help, with HyperLoRAConfig's default (a torch-free import)."""
+    from janus.hyperlora.config import HyperLoRAConfig, target_modules_to_text
+
+    value = getattr(HyperLoRAConfig(), name)
+    shown = target_modules_to_text(value) if name == "target_modules" else value
+    return f"{text} Default: {shown}, unless the preset sets it."
+
+
 @app.command("train")
 @friendly_errors
 def train_command(
@@ -198,12 +207,31 @@ def train_command(
             "hour on 2 cores, bf16) or gpu; options override it."
         ),
     ] = None,
-    rank: Annotated[int | None, typer.Option(help="LoRA rank r.")] = None,
-    alpha: Annotated[float | None, typer.Option(help="LoRA alpha (scale alpha/r).")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout on the adapter input.")] = None,
-    hyper_hidden: Annotated[int | None, typer.Option(help="Hypernetwork hidden width.")] = None,
+    rank: Annotated[int | None, typer.Option(help=_adapter_help("rank", "LoRA rank r."))] = None,
+    alpha: Annotated[
+        float | None, typer.Option(help=_adapter_help("alpha", "LoRA alpha (scale alpha/r)."))
+    ] = None,
+    dropout: Annotated[
+        float | None, typer.Option(help=_adapter_help("dropout", "Dropout on the adapter input."))
+    ] = None,
+    hyper_hidden: Annotated[
+        int | None, typer.Option(help=_adapter_help("hyper_hidden", "Hypernetwork hidden width."))
+    ] = None,
+    fourier_features: Annotated[
+        int | None,
+        typer.Option(
+            help=_adapter_help("fourier_features", "Sin/cos pairs of ρ for the hypernet.")
+        ),
+    ] = None,
     target_modules: Annotated[
-        str | None, typer.Option(help="Comma-separated name suffixes, 'all-linear' or a regex.")
+        str | None,
+        typer.Option(
+            help=_adapter_help(
+                "target_modules",
+                "Layers to adapt: comma-separated name suffixes, 'all-linear', or a regex on "
+                "the full module name written 're:<pattern>'.",
+            )
+        ),
     ] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate (AdamW).")] = None,
     warmup: Annotated[int | None, typer.Option(help="Linear warm-up steps.")] = None,
@@ -236,6 +264,7 @@ def train_command(
     OUT/metrics.jsonl and OUT/checkpoints; --resume continues exactly where a run stopped.
     """
     options = dict(locals())  # first statement: exactly the command's options
+    from janus.hyperlora.config import target_modules_from_text
     from janus.train import TrainConfig, apply_preset, train
 
     overrides = {
@@ -243,6 +272,8 @@ def train_command(
         for key, value in options.items()
         if key not in {"preset", "resume"}
     }
+    if target_modules is not None:
+        overrides["target_modules"] = target_modules_from_text(target_modules)
     config = apply_preset(TrainConfig(), preset, overrides)
     result = train(config, resume=resume)
     if result.final_metrics:

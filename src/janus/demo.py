@@ -27,7 +27,11 @@ BASES: tuple[str, ...] = ("janus-tiny", "smollm2")
 
 @dataclass(frozen=True)
 class DemoSizes:
-    """How big each stage is: presets by name, then the demo's own overrides."""
+    """How big each stage is: presets by name, then the demo's own overrides.
+
+    ``train_overrides`` are flat options like the command line's: adapter fields (``rank``,
+    ``alpha``, ...) go to ``TrainConfig.adapter`` (``janus.train.nest_options``).
+    """
 
     episodes: int
     base_steps: int | None

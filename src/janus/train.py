@@ -38,6 +38,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from janus.atomic import atomic_directory
+from janus.base_model import locate_base_model
 from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
 from janus.decoding import ActionConstraint, accepts_logits_to_keep, constrained_decode
 from janus.examples import (
@@ -50,7 +51,7 @@ from janus.examples import (
     resolve_decision_steps,
 )
 from janus.hyperlora import (
-    DEFAULT_TARGETS,
+    HyperLoRAConfig,
     adapter_parameters,
     hyperlora_gates,
     inject_hyperlora,
@@ -77,13 +78,7 @@ class TrainConfig:
     data: str = "prepared"
     base_model: str = "janus-tiny"
     out: str = "runs/janus"
-    # adapter
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
-    hyper_hidden: int = 64
-    fourier_features: int = 0
-    target_modules: str = ",".join(DEFAULT_TARGETS)
+    adapter: HyperLoRAConfig = field(default_factory=HyperLoRAConfig)
     # optimisation
     lr: float = 2e-4
     weight_decay: float = 0.0
@@ -116,28 +111,45 @@ class TrainConfig:
     log_every: int = 10
 
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-native values, the adapter's nested under ``"adapter"`` (train_config.json)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {**values, "adapter": self.adapter.to_dict()}
 
-    def targets(self) -> list[str] | str:
-        """``target_modules`` as the core expects it: a name list, "all-linear" or a regex."""
-        text = self.target_modules.strip()
-        if text == "all-linear" or any(c in text for c in "^$*+?[]()|\\"):
-            return text
-        return [t.strip() for t in text.split(",") if t.strip()]
+    @classmethod
+    def from_json(cls, values: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_json`."""
+        adapter = values.get("adapter", {})
+        if not isinstance(adapter, HyperLoRAConfig):
+            adapter = HyperLoRAConfig.from_dict(adapter)
+        return cls(**{**values, "adapter": adapter})
+
+
+ADAPTER_OPTIONS = frozenset(f.name for f in dataclasses.fields(HyperLoRAConfig))
+"""Flat option names (``rank``, ``alpha``, ...) that :func:`nest_options` moves into ``adapter``."""
+
+
+def nest_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Flat options as the command line gives them → :meth:`TrainConfig.to_json`'s shape.
+
+    ``{"rank": 8, "lr": 1e-3}`` becomes ``{"adapter": {"rank": 8}, "lr": 1e-3}``; a nested
+    ``"adapter"`` mapping is merged with the flat adapter keys.
+    """
+    nested = {k: v for k, v in options.items() if k not in ADAPTER_OPTIONS}
+    adapter = {k: v for k, v in options.items() if k in ADAPTER_OPTIONS}
+    if adapter or "adapter" in options:
+        nested["adapter"] = {**dict(options.get("adapter") or {}), **adapter}
+    return nested
 
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Minutes on 2 CPU cores with janus-tiny: small rank, big learning rate, short schedule.
     # 600 steps measured better than 1200 (held-out slope 0.75 vs 0.54; benchmarks/RESULTS.md).
     "cpu-demo": {
-        "rank": 8,
-        "alpha": 16.0,
-        "hyper_hidden": 32,
+        "adapter": {"rank": 8, "alpha": 16.0, "hyper_hidden": 32, "dropout": 0.0},
         "lr": 3e-3,
         "warmup": 30,
         "max_steps": 600,
         "batch_size": 32,
-        "dropout": 0.0,
         "save_every": 200,
         "eval_every": 200,
         "eval_examples": 256,
@@ -147,14 +159,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     # base with autocast trains 2x faster than fp32 on a CPU with AVX512-BF16), a short
     # schedule at a LoRA-sized learning rate, light validation. See benchmarks/RESULTS.md.
     "cpu-real": {
-        "rank": 8,
-        "alpha": 16.0,
-        "hyper_hidden": 32,
+        "adapter": {"rank": 8, "alpha": 16.0, "hyper_hidden": 32, "dropout": 0.0},
         "lr": 2e-3,
         "warmup": 40,
         "max_steps": 800,
         "batch_size": 16,
-        "dropout": 0.0,
         "bf16": True,
         "save_every": 200,
         "eval_every": 200,
@@ -167,14 +176,23 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def apply_preset(config: TrainConfig, preset: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """Preset values first, explicit options last (an option given by the user always wins)."""
+    """Preset values first, explicit options last (an option given by the user always wins).
+
+    ``overrides`` may be flat (``{"rank": 3}``, as the command line gives them): adapter
+    fields are routed into ``config.adapter`` by :func:`nest_options`. ``None`` means unset.
+    """
     values = config.to_json()
+    layers = []
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-        values.update(PRESETS[preset])
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**values)
+        layers.append(PRESETS[preset])
+    layers.append(nest_options({k: v for k, v in overrides.items() if v is not None}))
+    for layer in layers:
+        adapter = {**values["adapter"], **layer.get("adapter", {})}
+        values.update(layer)
+        values["adapter"] = adapter
+    return TrainConfig.from_json(values)
 
 
 # ------------------------------------------------------------------------------------ losses
@@ -257,7 +275,7 @@ def init_distributed() -> DistInfo:
 
 def validate_inputs(config: TrainConfig) -> Path:
     """Everything cheap that can be wrong, checked before any model is loaded."""
-    for name in ("rank", "max_steps", "batch_size", "grad_accum", "save_every", "eval_every"):
+    for name in ("max_steps", "batch_size", "grad_accum", "save_every", "eval_every"):
         if getattr(config, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
     if config.keep_last < 1:
@@ -294,12 +312,7 @@ def validate_inputs(config: TrainConfig) -> Path:
             f"{path}: row {row}, field 'rho_train': {rho[row]!r} is not in [0, 1] nor -1.0 "
             f"({int(bad.sum())} bad rows)"
         )
-    base = Path(config.base_model).expanduser()
-    looks_local = config.base_model.startswith((".", "/", "~")) or os.sep in config.base_model
-    if looks_local and not base.exists():
-        raise FileNotFoundError(f"base model {config.base_model}: no such directory")
-    if base.exists() and not (base / "config.json").is_file():
-        raise FileNotFoundError(f"base model {config.base_model}: no config.json in it")
+    locate_base_model(config.base_model)
     return path
 
 
@@ -431,16 +444,7 @@ def build_model(config: TrainConfig, device: torch.device):
     dtype = torch.bfloat16 if config.bf16 else torch.float32
     model = AutoModelForCausalLM.from_pretrained(config.base_model, dtype=dtype)
     resize_for_tokenizer(model, tokenizer)
-    summary = inject_hyperlora(
-        model,
-        target_modules=config.targets(),
-        rank=config.rank,
-        alpha=config.alpha,
-        dropout=config.dropout,
-        hyper_hidden=config.hyper_hidden,
-        fourier_features=config.fourier_features,
-        trainable_token_ids=token_ids,
-    )
+    summary = inject_hyperlora(model, config.adapter, fuse=True, trainable_token_ids=token_ids)
     if config.gradient_checkpointing:
         # transformers 5 renamed the method and its keyword; keep working with 4.x too.
         kwargs = {"use_reentrant": False}
@@ -454,8 +458,7 @@ def build_model(config: TrainConfig, device: torch.device):
 
 def _base_reference(config: TrainConfig) -> str:
     """A local base is recorded by absolute path, so the adapter loads from any directory."""
-    local = Path(config.base_model).expanduser()
-    return str(local.resolve()) if local.exists() else config.base_model
+    return str(locate_base_model(config.base_model))
 
 
 def _extra_config(config: TrainConfig) -> dict[str, Any]:
