@@ -34,6 +34,7 @@ SWEEP_OPPONENTS = ("linear", "boulware")
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real (two-step) ``janus train`` run on a random janus-tiny base."""
+    from janus.hyperlora import HyperLoRAConfig
     from janus.tiny import build_model, build_tokenizer
     from janus.train import TrainConfig, train
 
@@ -46,10 +47,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         data=str(corpus),
         base_model=str(root / "janus-tiny"),
         out=str(root / "run"),
-        rank=4,
-        alpha=8.0,
-        hyper_hidden=8,
-        dropout=0.0,
+        adapter=HyperLoRAConfig(rank=4, alpha=8.0, hyper_hidden=8, dropout=0.0),
         lr=2e-3,
         warmup=1,
         max_steps=2,

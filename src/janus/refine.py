@@ -268,7 +268,7 @@ def _read_train_config(adapter: Path) -> dict[str, Any]:
 def _train_round(
     config: RefineConfig, base: dict[str, Any], adapter: Path, corpus: Path, out: Path, r: int
 ) -> Path:
-    from janus.train import TrainConfig, train
+    from janus.train import TrainConfig, nest_options, train
 
     values = {
         **base,
@@ -285,10 +285,8 @@ def _train_round(
         "seed": int(base.get("seed", 0)) + 1000 * r + config.seed,
         **config.train_overrides,
     }
-    known = set(TrainConfig.__dataclass_fields__)
-    result = train(
-        TrainConfig(**{k: v for k, v in values.items() if k in known}), progress=config.progress
-    )
+    train_config = TrainConfig.from_json(nest_options(values))
+    result = train(train_config, progress=config.progress)
     return Path(result.adapter_dir)
 
 
