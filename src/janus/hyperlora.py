@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D
 
+from janus.schema import rho_is_valid
+
 DEFAULT_TARGETS: tuple[str, ...] = (
     "q_proj",
     "k_proj",
@@ -40,8 +42,6 @@ DEFAULT_TARGETS: tuple[str, ...] = (
     "down_proj",
 )
 ALL_LINEAR = "all-linear"
-IMPASSE_RHO = -1.0
-"""The label of an impasse: the only ρ allowed outside [0, 1]."""
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
@@ -97,7 +97,7 @@ def normalise_rho(rho: RhoLike, num_beams: int = 1) -> float | Tensor:
 def _check_rho_values(values: Tensor) -> None:
     if not bool(torch.isfinite(values).all()):
         raise ValueError(f"ρ must be finite, got {values.flatten().tolist()[:8]}")
-    valid = ((values >= 0.0) & (values <= 1.0)) | (values == IMPASSE_RHO)
+    valid = rho_is_valid(values)
     if not bool(valid.all()):
         bad = values[~valid].flatten().tolist()[:8]
         raise ValueError(f"ρ must lie in [0, 1] or be exactly -1.0 (impasse), got {bad}")
