@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
-from janus.columns import Columns, Runs, side_reservations
+from janus.columns import (
+    Columns,
+    Runs,
+    previous,
+    same_as_previous,
+    side_reservations,
+    strings_same_as_previous,
+)
 from janus.errors import Invalid
 from janus.schema import (
     CONSTANT_FIELDS,
@@ -344,35 +351,16 @@ def _check_sequence(c: Columns, runs: Runs, out: _Checks) -> None:
     )
 
 
-def _same_as_previous(values: np.ndarray, nulls: np.ndarray) -> np.ndarray:
-    """out[i] = values[i] == values[i − 1], nulls equal to each other only; out[0] = True."""
-    out = np.ones(len(values), dtype=bool)
-    if len(values) > 1:
-        both = nulls[1:] & nulls[:-1]
-        one = nulls[1:] ^ nulls[:-1]
-        out[1:] = ((values[1:] == values[:-1]) | both) & ~one
-    return out
-
-
-def _strings_same_as_previous(array: Any) -> np.ndarray:
-    out = np.ones(len(array), dtype=bool)
-    if len(array) > 1:
-        now, before = array.slice(1), array.slice(0, len(array) - 1)
-        same = pc.or_kleene(pc.equal(now, before), pc.and_(now.is_null(), before.is_null()))
-        out[1:] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
-    return out
-
-
 def _check_constants(c: Columns, runs: Runs, out: _Checks) -> None:
     """The per-trajectory fields hold the value of the trajectory's first line."""
     first = runs.starts[runs.run]
     for name in CONSTANT_FIELDS:
         if name in c.floats:
-            same = _same_as_previous(c.floats[name], c.nulls[name])
+            same = same_as_previous(c.floats[name], c.nulls[name])
         elif name in c.ints:
-            same = _same_as_previous(c.ints[name], c.nulls[name])
+            same = same_as_previous(c.ints[name], c.nulls[name])
         else:
-            same = _strings_same_as_previous(c.arrays[name])
+            same = strings_same_as_previous(c.arrays[name])
         out.add(
             name,
             "rho_not_constant" if name == "rho_outcome" else "not_constant",
@@ -413,7 +401,7 @@ def _check_moves(c: Columns, runs: Runs, out: _Checks) -> None:
     )
     offer, offer_null = c.floats["offer_price"], c.nulls["offer_price"]
     last, last_null = c.floats["last_offer_price"], c.nulls["last_offer_price"]
-    before, before_null = _previous(offer), np.ones(len(offer), dtype=bool)
+    before, before_null = previous(offer), np.ones(len(offer), dtype=bool)
     before_null[1:] = offer_null[:-1]
     mismatch = (last_null != before_null) | (~last_null & (last != before))
     out.add(
@@ -425,12 +413,6 @@ def _check_moves(c: Columns, runs: Runs, out: _Checks) -> None:
             f"{_fmt(c.value('offer_price', i - 1))}"
         ),
     )
-
-
-def _previous(values: np.ndarray) -> np.ndarray:
-    out = np.full(len(values), np.nan)
-    out[1:] = values[:-1]
-    return out
 
 
 def _check_history_against_offers(c: Columns, runs: Runs, out: _Checks) -> None:
@@ -457,7 +439,7 @@ def _check_ending(c: Columns, runs: Runs, out: _Checks) -> None:
     last, agreement, impasse = runs.is_last, c.agreement, c.impasse
     final, rho = c.floats["final_price"], c.floats["rho_outcome"]
     max_turns, turn = c.ints["max_turns"], c.ints["turn"]
-    accepted = _previous(c.floats["offer_price"])
+    accepted = previous(c.floats["offer_price"])
     out.add(
         "outcome",
         "outcome",

@@ -196,3 +196,30 @@ def side_reservations(c: Columns, runs: Runs) -> tuple[np.ndarray, np.ndarray]:
     buyer = np.where(start_buyer, res[runs.starts], res[second])
     seller = np.where(start_buyer, res[second], res[runs.starts])
     return buyer, seller
+
+
+def same_as_previous(values: np.ndarray, nulls: np.ndarray) -> np.ndarray:
+    """out[i] = values[i] == values[i − 1], nulls equal to each other only; out[0] = True."""
+    out = np.ones(len(values), dtype=bool)
+    if len(values) > 1:
+        both = nulls[1:] & nulls[:-1]
+        one = nulls[1:] ^ nulls[:-1]
+        out[1:] = ((values[1:] == values[:-1]) | both) & ~one
+    return out
+
+
+def strings_same_as_previous(array: pa.Array) -> np.ndarray:
+    """:func:`same_as_previous` for a string column."""
+    out = np.ones(len(array), dtype=bool)
+    if len(array) > 1:
+        now, before = array.slice(1), array.slice(0, len(array) - 1)
+        same = pc.or_kleene(pc.equal(now, before), pc.and_(now.is_null(), before.is_null()))
+        out[1:] = pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+    return out
+
+
+def previous(values: np.ndarray) -> np.ndarray:
+    """out[i] = values[i − 1]; out[0] = NaN."""
+    out = np.full(len(values), np.nan)
+    out[1:] = values[:-1]
+    return out

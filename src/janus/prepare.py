@@ -277,6 +277,16 @@ def _make_parents(folder: Path, created: list[Path]) -> None:
         created.append(path)
 
 
+def _make_temp_dir(temp_dir: Path, out: Path, created: list[Path]) -> None:
+    try:
+        _make_parents(out.parent, created)
+        temp_dir.mkdir()
+    except PermissionError:
+        raise PermissionError(f"cannot write to {out.parent}: permission denied") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create {out}: {exc.strerror or exc}", exc.errno) from None
+
+
 def _install(temp_dir: Path, out_dir: Path, overwrite: bool) -> None:
     """Move the finished, synced outputs into place: the whole folder at once when it is
     new; else the old meta file goes first and the new one comes last, so a set of tables
@@ -411,13 +421,7 @@ def prepare(
         bar = tqdm(total=size, unit="B", unit_scale=True, desc="prepare")
     created: list[Path] = []  # parent folders made here, removed again on failure
     try:
-        try:
-            _make_parents(out.parent, created)
-            temp_dir.mkdir()
-        except PermissionError:
-            raise PermissionError(f"cannot write to {out.parent}: permission denied") from None
-        except OSError as exc:
-            raise OutputError(f"cannot create {out}: {exc.strerror or exc}", exc.errno) from None
+        _make_temp_dir(temp_dir, out, created)
         _write_tables(
             source, temp_dir, summary, skip_invalid=skip_invalid, block_bytes=block_bytes, bar=bar
         )

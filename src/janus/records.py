@@ -1,11 +1,15 @@
-"""One JSONL line in plain Python: decode it and check its structure (the slow path).
+"""One JSONL record in plain Python: built from an episode, or decoded and checked.
 
-pyarrow parses well-formed blocks against :func:`janus.schema.input_schema` at C++ speed, but
-it cannot say *which* line of a block is broken. When it fails, each line of that block goes
-through :func:`parse_line`, which names the first structural problem of the line — malformed
-JSON, a missing field, a wrong JSON type, a non-finite number — as
-:class:`~janus.errors.Invalid`. Everything else (values, ranges, the trajectory) is checked on
-the parsed table by :mod:`janus.checks`, the same code whichever path parsed the line.
+Writing: :func:`trajectory_records` builds the records of an episode as dicts in schema
+order and :func:`serialize_trajectory` dumps them as compact JSON.
+
+Reading (the slow path): pyarrow parses well-formed blocks against
+:func:`janus.schema.input_schema` at C++ speed, but it cannot say *which* line of a block is
+broken. When it fails, each line of that block goes through :func:`parse_line`, which names
+the first structural problem of the line — malformed JSON, a missing field, a wrong JSON type,
+a non-finite number — as :class:`~janus.errors.Invalid`. Everything else (values, ranges, the
+trajectory) is checked on the parsed table by :mod:`janus.checks`, the same code whichever
+path parsed the line.
 """
 
 from __future__ import annotations
@@ -13,12 +17,166 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
+from janus.domain import ActionKind
+from janus.episode import EpisodeResult
 from janus.errors import Invalid
-from janus.schema import RECORD_FIELDS, FieldSpec
+from janus.schema import IMPASSE_RHO, RECORD_FIELDS, SCHEMA_VERSION, FieldSpec
 
-__all__ = ["guess_trajectory_id", "parse_line"]
+__all__ = ["guess_trajectory_id", "parse_line", "serialize_trajectory", "trajectory_records"]
+
+
+# ------------------------------------------------------------------------------- writing
+
+
+def _check_provenance(source: str | None, round: int | None) -> None:
+    if source is not None and (type(source) is not str or not source):
+        raise ValueError(f"source must be a non-empty string, got {source!r}")
+    if round is not None and (type(round) is not int or not 0 <= round < 2**31):
+        raise ValueError(f"round must be a non-negative 32-bit integer, got {round!r}")
+
+
+def _outcome_fields(
+    result: EpisodeResult,
+    *,
+    buyer_strategy: str,
+    seller_strategy: str,
+    seed: int,
+    episode: int | None,
+    source: str | None,
+    round: int | None,
+) -> dict[str, Any]:
+    """The fields after ``offer_price``: the same on every record of the trajectory."""
+    outcome = result.outcome
+    agreed = outcome.agreement
+    fields: dict[str, Any] = {
+        "outcome": "agreement" if agreed else "impasse",
+        "final_price": float(outcome.final_price) if agreed else None,
+        "rho_outcome": float(outcome.rho) if agreed else IMPASSE_RHO,
+        "buyer_strategy": str(buyer_strategy),
+        "seller_strategy": str(seller_strategy),
+        "first_mover": result.scenario.first_mover.value,
+        "seed": int(seed),
+    }
+    for name, value in (("episode", episode), ("source", source), ("round", round)):
+        if value is not None:
+            fields[name] = value if name == "source" else int(value)
+    return fields
+
+
+def _check_step(step: Any, index: int, offers: int, trajectory_id: str) -> None:
+    obs = step.observation
+    if not step.valid or obs.turn != index + 1 or len(obs.history) != offers:
+        problem = (
+            f"an invalid action ({step.error}); datasets hold valid trajectories only"
+            if not step.valid
+            else "the observation does not match the actions before it"
+        )
+        raise ValueError(f"trajectory {trajectory_id!r} step {index}: {problem}")
+
+
+def trajectory_records(
+    result: EpisodeResult,
+    *,
+    trajectory_id: str,
+    buyer_strategy: str,
+    seller_strategy: str,
+    seed: int,
+    episode: int | None = None,
+    source: str | None = None,
+    round: int | None = None,
+) -> Iterator[dict[str, Any]]:
+    """The records of one episode (one per decision step), fields in schema order.
+
+    Raises :class:`ValueError` for an invalid step (datasets hold valid trajectories only) or
+    a bad provenance value.
+    """
+    _check_provenance(source, round)
+    scenario, steps = result.scenario, result.steps
+    if not steps:
+        raise ValueError(f"trajectory {trajectory_id!r} has no steps")
+    pr = scenario.price_range
+    max_turns = int(scenario.max_turns)
+    tail = _outcome_fields(
+        result,
+        buyer_strategy=buyer_strategy,
+        seller_strategy=seller_strategy,
+        seed=seed,
+        episode=episode,
+        source=source,
+        round=round,
+    )
+    history: list[dict[str, Any]] = []
+    for index, step in enumerate(steps):
+        obs = step.observation
+        _check_step(step, index, len(history), trajectory_id)
+        reservation = float(scenario.reservation(obs.role))
+        offer = step.action.kind is ActionKind.OFFER
+        price = float(step.action.price) if offer else None
+        yield {
+            "schema_version": SCHEMA_VERSION,
+            "trajectory_id": str(trajectory_id),
+            "step": index,
+            "role": obs.role.value,
+            "turn": obs.turn,
+            "max_turns": max_turns,
+            "turns_remaining": max_turns - obs.turn,
+            "reservation_price": reservation,
+            "reservation_norm": float(pr.norm(reservation)),
+            "price_low": float(pr.low),
+            "price_high": float(pr.high),
+            "last_offer_price": history[-1]["price"] if history else None,
+            "history": history[:],
+            "action": "OFFER" if offer else "ACCEPT",
+            "offer_price": price,
+            **tail,
+        }
+        if offer:
+            history.append({"role": obs.role.value, "price": price})
+
+
+def serialize_trajectory(
+    result: EpisodeResult,
+    *,
+    trajectory_id: str,
+    buyer_strategy: str,
+    seller_strategy: str,
+    seed: int,
+    episode: int | None = None,
+    source: str | None = None,
+    round: int | None = None,
+) -> str:
+    """The JSONL lines (one per decision step, each ending in a newline) of one episode.
+
+    Compact JSON, numbers as Python's shortest round-trip ``repr``: the output is a pure
+    function of the episode. Raises :class:`ValueError` as :func:`trajectory_records` does,
+    or for a non-finite number.
+    """
+    records = trajectory_records(
+        result,
+        trajectory_id=trajectory_id,
+        buyer_strategy=buyer_strategy,
+        seller_strategy=seller_strategy,
+        seed=seed,
+        episode=episode,
+        source=source,
+        round=round,
+    )
+    try:
+        return "".join(
+            [json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in records]
+        )
+    except ValueError as exc:
+        if "JSON compliant" not in str(exc):
+            raise
+        raise ValueError(
+            f"trajectory {trajectory_id!r}: cannot write a non-finite number to a dataset"
+        ) from None
+
+
+# ------------------------------------------------------------------------------- reading
 
 
 def _reject_constant(name: str) -> Any:
