@@ -135,10 +135,9 @@ def validated_chunks(
     validator: Validator,
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
-    reader: BlockReader | None = None,
 ) -> Iterator[tuple[Chunk | None, int]]:
     """(checked chunk or ``None``, bytes read for it), block by block, in file order."""
-    reader = reader or BlockReader(path, strict=not validator.skip_invalid, block_bytes=block_bytes)
+    reader = BlockReader(path, strict=not validator.skip_invalid, block_bytes=block_bytes)
     carry: Block | None = None
     for block in prefetch(reader.blocks()):
         merged = block if carry is None or carry.num_rows == 0 else carry.then(block)
