@@ -93,8 +93,7 @@ def main() -> None:
     for key, a in result["aggregate"].items():
         print(
             f"{key:28s} {a['mean']:8.3f} ± {a['sd']:.3f}   95% CI [{a['ci_low']:.3f}, "
-            f"{a['ci_high']:.3f}]   per seed: "
-            + ", ".join(f"{s[key]:.3f}" for s in per_seed)
+            f"{a['ci_high']:.3f}]   per seed: " + ", ".join(f"{s[key]:.3f}" for s in per_seed)
         )
     if seconds:
         print("demo minutes per seed: " + ", ".join(f"{v / 60:.1f}" for v in seconds.values()))

@@ -1,7 +1,9 @@
-"""DatasetWriter and the JSONL schema: exact serialisation, atomic writes, never appending."""
+"""DatasetWriter and the JSONL schema: exact serialisation, provenance fields, atomic writes,
+never appending."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import random
@@ -14,13 +16,16 @@ from janus.dataset import (
     RECORD_FIELDS,
     REQUIRED_FIELDS,
     SCHEMA_VERSION,
+    DatasetReader,
     DatasetWriter,
+    DataValidationError,
     OutputError,
     iter_trajectories,
     serialize_trajectory,
 )
 from janus.domain import Action, DomainConfig, Role, ZopaWidth, sample_scenario
 from janus.episode import EpisodeResult, Match, run_episode
+from janus.schema import PROVENANCE_FIELDS
 from janus.strategies import create_strategy, training_pool
 
 JSON_TYPES = {"int": (int,), "float": (float,), "str": (str,), "history": (list,)}
@@ -93,10 +98,14 @@ def test_records_hold_every_field_with_its_type_and_are_canonical_json() -> None
         offers: list[dict] = []
         for step, (line, decision) in enumerate(zip(lines, result.steps, strict=True)):
             record = json.loads(line)
-            # the hand-assembled line is exactly what json.dumps would write
+            # compact JSON, fields in schema order; provenance omitted unless given
             assert json.dumps(record, separators=(",", ":")) == line
-            assert list(record) == [f.name for f in RECORD_FIELDS]
+            assert list(record) == [
+                f.name for f in RECORD_FIELDS if f.name not in PROVENANCE_FIELDS
+            ]
             for spec in RECORD_FIELDS:
+                if spec.name in PROVENANCE_FIELDS:
+                    continue
                 value = record[spec.name]
                 if value is None:
                     assert spec.nullable, spec.name
@@ -182,8 +191,88 @@ def test_invalid_steps_and_non_finite_numbers_are_refused() -> None:
         serialize_trajectory(
             broken, trajectory_id="x", buyer_strategy=buyer, seller_strategy=seller, seed=0
         )
+    agreed = next(r for r in (play(i)[0] for i in range(20)) if r.outcome.agreement)
+    nan_price = dataclasses.replace(
+        agreed, outcome=dataclasses.replace(agreed.outcome, final_price=float("nan"))
+    )
     with pytest.raises(ValueError, match="non-finite"):
-        dataset._num(float("nan"))
+        serialize_trajectory(
+            nan_price, trajectory_id="x", buyer_strategy=buyer, seller_strategy=seller, seed=0
+        )
+
+
+# ---------------------------------------------------------------------- provenance fields
+
+
+def test_provenance_fields_follow_episode_and_round_trip(tmp_path: Path) -> None:
+    result, buyer, seller = play(7)
+    kwargs = dict(trajectory_id="r-1", buyer_strategy=buyer, seller_strategy=seller, seed=3)
+    plain = serialize_trajectory(result, episode=4, **kwargs)
+    tagged = serialize_trajectory(result, episode=4, source="janus-refine", round=2, **kwargs)
+    for plain_line, line in zip(plain.splitlines(), tagged.splitlines(), strict=True):
+        record = json.loads(line)
+        assert list(record)[-3:] == ["episode", "source", "round"]
+        assert (record["source"], record["round"]) == ("janus-refine", 2)
+        # the rest of the line is byte for byte the scripted one
+        assert line == plain_line[:-1] + ',"source":"janus-refine","round":2}'
+    only_round = serialize_trajectory(result, round=0, **kwargs).splitlines()[0]
+    assert only_round.endswith(',"seed":3,"round":0}')
+    path = tmp_path / "refined.jsonl"
+    with DatasetWriter(path, include_impasse=True) as writer:
+        writer.write(result, source="janus-refine", round=2, **kwargs)
+    (trajectory,) = iter_trajectories(path)
+    assert {(r["source"], r["round"]) for r in trajectory.records} == {("janus-refine", 2)}
+
+
+@pytest.mark.parametrize(
+    ("source", "round_"),
+    [("", None), (7, None), (None, -1), (None, True), (None, 1.0), (None, 2**31)],
+)
+def test_bad_provenance_values_are_refused_by_the_writer(source, round_) -> None:
+    result, buyer, seller = play(8)
+    with pytest.raises(ValueError, match=r"source|round"):
+        serialize_trajectory(
+            result,
+            trajectory_id="x",
+            buyer_strategy=buyer,
+            seller_strategy=seller,
+            seed=0,
+            source=source,
+            round=round_,
+        )
+
+
+def _tagged_lines(**tags) -> list[str]:
+    result, buyer, seller = play(9)
+    text = serialize_trajectory(
+        result, trajectory_id="p-1", buyer_strategy=buyer, seller_strategy=seller, seed=1, **tags
+    )
+    return text.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (lambda r: r.update(source=""), "source", "bad_value"),
+        (lambda r: r.update(source=3), "source", "bad_type"),
+        (lambda r: r.update(round=-2), "round", "bad_value"),
+        (lambda r: r.update(round="1"), "round", "bad_type"),
+        (lambda r: r.update(source="other"), "source", "not_constant"),
+        (lambda r: r.update(round=5), "round", "not_constant"),
+        (lambda r: r.pop("round"), "round", "not_constant"),
+    ],
+)
+def test_bad_provenance_in_a_file_names_line_and_field(tmp_path: Path, change, field, reason):
+    lines = _tagged_lines(source="janus-refine", round=1)
+    record = json.loads(lines[1])
+    change(record)
+    lines[1] = json.dumps(record, separators=(",", ":"))
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError) as info:
+        list(DatasetReader(path))
+    assert (info.value.line, info.value.field, info.value.reason) == (2, field, reason)
+    assert str(info.value).startswith(f"{path}:2: field '{field}': ")
 
 
 # --------------------------------------------------------------------------- output safety

@@ -644,7 +644,5 @@ def test_offer_habits_count_repeats_worse_counters_and_walk_aways() -> None:
     repeated, worse, walked = offer_habits(result, Role.BUYER)
     assert (repeated, worse) == (0, 0) and walked is False  # 750 came on the last turn
     # A deal is never a walk-away.
-    deal = run_episode(
-        Match(_Moves("b", [600.0, "accept"]), _Moves("s", [700.0]), scenario)
-    )
+    deal = run_episode(Match(_Moves("b", [600.0, "accept"]), _Moves("s", [700.0]), scenario))
     assert deal.outcome.agreement and offer_habits(deal, Role.BUYER)[2] is False

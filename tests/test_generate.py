@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -41,6 +42,17 @@ def test_same_seed_gives_identical_bytes_whatever_the_workers(tmp_path: Path) ->
     other = tmp_path / "other.jsonl"
     generate(other, episodes=300, seed=12, include_impasse=True, progress=False)
     assert other.read_bytes() != one.read_bytes()
+
+
+# sha256 of `generate(episodes=200, seed=7, include_impasse=True)`, the bytes every version of
+# the writer since schema v1 has produced; a change here breaks byte-reproducibility.
+GOLDEN_SHA256 = "002f3c54ebc68bf8337c6340ef96bfa0eefd2fa637c606ff00dc93d9fca20b02"
+
+
+def test_a_seed_gives_the_same_bytes_as_before(tmp_path: Path) -> None:
+    path = tmp_path / "golden.jsonl"
+    generate(path, episodes=200, seed=7, include_impasse=True, progress=False)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == GOLDEN_SHA256
 
 
 def test_trajectory_ids_are_unique_across_runs_and_contiguous(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from janus.prepare import (
     assign_split,
     prepare,
 )
+from janus.schema import REASONS
 
 REQUIRED_COLUMNS = {
     "trajectory_id": pa.string(),
@@ -367,6 +368,45 @@ def corrupt_rho_mismatch(lines):
     return b, "rho_outcome", "rho_mismatch"
 
 
+def corrupt_schema_version(lines):
+    a, _ = pick(lines, "agreement")
+    edit(lines, a + 2, lambda r: r.update(schema_version=2))
+    return a + 3, "schema_version", "schema_version"
+
+
+def corrupt_bad_value(lines):
+    a, _ = pick(lines, "agreement")
+    edit(lines, a + 1, lambda r: r.update(role="pirate"))
+    return a + 2, "role", "bad_value"
+
+
+def corrupt_not_constant(lines):
+    a, _ = pick(lines, "agreement")
+    edit(lines, a + 2, lambda r: r.update(seller_strategy=r["seller_strategy"] + "_x"))
+    return a + 3, "seller_strategy", "not_constant"
+
+
+def corrupt_outcome(lines):
+    _, b = pick(lines, "agreement")
+    del lines[b - 1]  # the final ACCEPT is gone: an agreement that ends on an offer
+    return b - 1, "outcome", "outcome"
+
+
+def corrupt_structure_after_a_value_error(lines):
+    # a bad value, then a line pyarrow cannot parse in the same trajectory: the value comes first
+    a, _ = pick(lines, "agreement")
+    edit(lines, a + 1, lambda r: r.update(action="WAIT"))
+    edit(lines, a + 3, lambda r: r.update(step="3"))
+    return a + 2, "action", "bad_value"
+
+
+def corrupt_trajectory_error_before_a_malformed_line(lines):
+    a, _ = pick(lines, "agreement", min_len=5)
+    edit(lines, a + 1, lambda r: r.update(seed=r["seed"] + 1))
+    lines[a + 3] = lines[a + 3][:40]
+    return a + 2, "seed", "not_constant"
+
+
 CORRUPTIONS = [
     corrupt_malformed,
     corrupt_missing,
@@ -382,7 +422,18 @@ CORRUPTIONS = [
     corrupt_price_range,
     corrupt_short_impasse,
     corrupt_rho_mismatch,
+    corrupt_schema_version,
+    corrupt_bad_value,
+    corrupt_not_constant,
+    corrupt_outcome,
+    corrupt_structure_after_a_value_error,
+    corrupt_trajectory_error_before_a_malformed_line,
 ]
+
+
+def test_every_documented_reason_has_a_corruption(corpus: Path) -> None:
+    covered = {corrupt(corpus.read_text().splitlines())[2] for corrupt in CORRUPTIONS}
+    assert covered == set(REASONS)
 
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__[8:])
@@ -403,10 +454,10 @@ def test_each_failure_names_file_line_and_field_and_writes_nothing(
     assert "\n" not in message
     assert (err.line, err.field, err.reason) == (line, field, reason)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl"]  # nothing written
-    # the reference reader agrees on the line, the field and the reason
-    with pytest.raises(DataValidationError) as ref:
-        list(DatasetReader(bad))
-    assert (ref.value.line, ref.value.field, ref.value.reason) == (line, field, reason)
+    # DatasetReader is documented to validate the same way (DATA.md section 2)
+    with pytest.raises(DataValidationError) as read:
+        list(DatasetReader(bad, block_bytes=block_bytes))
+    assert (read.value.line, read.value.field, read.value.reason) == (line, field, reason)
 
 
 def test_skip_invalid_counts_by_reason(corpus: Path, tmp_path: Path) -> None:
@@ -485,3 +536,77 @@ def test_full_disk_and_failures_leave_nothing(corpus: Path, tmp_path: Path, monk
         prepare(corpus, tmp_path / "new" / "deeper" / "prepared")
     assert info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []  # even the parent folders it made are gone
+
+
+# ------------------------------------------------------------------- provenance, atomicity
+
+
+def _with_provenance(corpus: Path, tmp_path: Path, every: int) -> tuple[Path, list[dict]]:
+    """The corpus with ``source``/``round`` on every ``every``-th trajectory (after episode)."""
+    records = read_records(corpus)
+    spans = trajectories_of([json.dumps(r) for r in records])
+    for n, (_, a, b, _) in enumerate(spans):
+        if n % every == 0:
+            for i in range(a, b):
+                records[i].update(source="janus-refine", round=n % 3)
+    path = tmp_path / "tagged.jsonl"
+    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    return path, records
+
+
+def test_provenance_columns_only_when_some_record_has_them(
+    corpus: Path, prepared: Path, tmp_path: Path
+) -> None:
+    assert "source" not in pq.read_schema(prepared / DECISION_STEPS_FILE).names
+    assert "round" not in pq.read_schema(prepared / TRAJECTORY_OUTCOMES_FILE).names
+    tagged, records = _with_provenance(corpus, tmp_path, every=4)
+    out = tmp_path / "p"
+    prepare(tagged, out, k=4, val_fraction=0.2, test_fraction=0.2, block_bytes=1 << 16)
+    steps = pq.read_table(out / DECISION_STEPS_FILE)
+    outcomes = pq.read_table(out / TRAJECTORY_OUTCOMES_FILE)
+    for table in (steps, outcomes):
+        assert table.schema.names[-2:] == ["source", "round"]
+        assert table.schema.field("source").type == pa.string()
+        assert table.schema.field("round").type == pa.int32()
+    assert steps.column("source").to_pylist() == [r.get("source") for r in records]
+    assert steps.column("round").to_pylist() == [r.get("round") for r in records]
+    firsts = [records[a] for _, a, _, _ in trajectories_of([json.dumps(r) for r in records])]
+    assert outcomes.column("source").to_pylist() == [r.get("source") for r in firsts]
+    assert outcomes.column("round").to_pylist() == [r.get("round") for r in firsts]
+    # every other column is what the scripted data gives
+    plain = pq.read_table(prepared / DECISION_STEPS_FILE)
+    assert steps.drop_columns(["source", "round"]).equals(plain)
+
+
+def test_a_provenance_key_that_no_record_carries_adds_no_column(
+    corpus: Path, prepared: Path, tmp_path: Path
+) -> None:
+    records = read_records(corpus)
+    records[0]["history_note"] = {"source": "not a record field"}  # an unknown, nested key
+    path = tmp_path / "odd.jsonl"
+    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    out = tmp_path / "p"
+    prepare(path, out, k=4, val_fraction=0.2, test_fraction=0.2)
+    for name in (DECISION_STEPS_FILE, TRAJECTORY_OUTCOMES_FILE):
+        assert pq.read_table(out / name).equals(pq.read_table(prepared / name)), name
+
+
+def test_same_input_gives_identical_bytes(corpus: Path, prepared: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    prepare(corpus, out, k=4, val_fraction=0.2, test_fraction=0.2)
+    for name in (DECISION_STEPS_FILE, TRAJECTORY_OUTCOMES_FILE):
+        assert (out / name).read_bytes() == (prepared / name).read_bytes(), name
+
+
+def test_a_failed_overwrite_leaves_the_previous_outputs(corpus: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    prepare(corpus, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    lines = corpus.read_text().splitlines()
+    edit(lines, len(lines) - 1, lambda r: r.update(step=-5))  # the very last line is bad
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataValidationError, match=f"{bad}:{len(lines)}: field 'step'"):
+        prepare(bad, out, overwrite=True, block_bytes=1 << 16)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "out"]

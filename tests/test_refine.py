@@ -132,6 +132,7 @@ def test_relabelling_is_exact_and_impasses_get_the_failure_label(
         janus_side = "buyer" if spec.janus_role is Role.BUYER else "seller"
         assert first[f"{janus_side}_strategy"] == JANUS_NAME
         assert first["seed"] == spec.seed
+        assert (first["source"], first["round"]) == ("janus-refine", 1)
         for record in trajectory.records:
             if record["outcome"] == "impasse":
                 assert record["rho_outcome"] == -1.0

@@ -13,10 +13,11 @@ import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from janus.schema import IMPASSE_RHO
+
 PRICE_LOW = 200.0
 PRICE_HIGH = 1500.0
 MAX_TURNS = 20
-IMPASSE_RHO = -1.0
 
 
 class Role(StrEnum):

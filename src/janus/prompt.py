@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from janus.schema import IMPASSE_RHO, rho_is_valid  # re-exported: the prompt's ρ label
+
 SPECIAL_TOKENS: tuple[str, ...] = (
     "<RHO>",
     "<TURN>",
@@ -43,7 +45,6 @@ SPECIAL_TOKENS: tuple[str, ...] = (
 )
 PROMPT_FORMAT_VERSION = 1
 DEFAULT_K = 8
-IMPASSE_RHO = -1.0
 
 ROLES: tuple[str, ...] = ("buyer", "seller")
 ACTIONS: tuple[str, ...] = ("ACCEPT", "OFFER")
@@ -79,10 +80,10 @@ def canonical_rho(rho: float) -> float:
         rho = float(rho)  # also numpy scalars and 0-d arrays
     except (TypeError, ValueError):
         raise ValueError(f"rho must be a real number, got {rho!r}") from None
+    if not rho_is_valid(rho):
+        raise ValueError(f"rho must be in [0, 1] or exactly {IMPASSE_RHO} (impasse), got {rho!r}")
     if rho == IMPASSE_RHO:
         return IMPASSE_RHO
-    if not math.isfinite(rho) or not 0.0 <= rho <= 1.0:
-        raise ValueError(f"rho must be in [0, 1] or exactly {IMPASSE_RHO} (impasse), got {rho!r}")
     return round(rho, 2) + 0.0  # + 0.0 turns a possible -0.0 into 0.0
 
 

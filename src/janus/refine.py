@@ -239,21 +239,12 @@ def play_and_write(
                     seller_strategy=spec.opponent if janus_buyer else JANUS_NAME,
                     seed=spec.seed,
                     episode=spec.index,
-                    **_provenance(writer, round_index),
+                    source=SOURCE,
+                    round=round_index,
                 )
                 stats.written += 1
     stats.mean_abs_error = sum(errors) / len(errors) if errors else math.nan
     return stats
-
-
-def _provenance(writer: Any, round_index: int) -> dict[str, Any]:
-    """``source``/``round`` for the record when the writer knows these optional fields."""
-    import inspect
-
-    parameters = inspect.signature(writer.write).parameters
-    if "source" in parameters and "round" in parameters:
-        return {"source": SOURCE, "round": round_index}
-    return {}
 
 
 def _read_train_config(adapter: Path) -> dict[str, Any]:

@@ -59,7 +59,8 @@ from janus.hyperlora import (
     rho_context,
     set_rho,
 )
-from janus.prompt import IMPASSE_RHO, PROMPT_FORMAT_VERSION, SPECIAL_TOKENS, parse_action
+from janus.prompt import PROMPT_FORMAT_VERSION, SPECIAL_TOKENS, parse_action
+from janus.schema import rho_is_valid
 
 ADAPTER_DIR = "adapter"
 CHECKPOINTS_DIR = "checkpoints"
@@ -305,7 +306,7 @@ def validate_inputs(config: TrainConfig) -> Path:
                 f"{path}: split {split!r} has no rows (splits present: {sorted(splits)})"
             )
     rho = table.column("rho_train").to_numpy(zero_copy_only=False).astype(np.float64)
-    bad = ~(np.isfinite(rho) & (((rho >= 0) & (rho <= 1)) | (rho == IMPASSE_RHO)))
+    bad = ~rho_is_valid(rho)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise ValueError(

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
         TrainableTokenEmbedding,
     )
     from janus.hyperlora.model import (
-        IMPASSE_RHO,
         InjectionSummary,
         adapter_parameters,
         adapter_state_dict,
@@ -66,7 +65,6 @@ __all__ = [
     "ACTIVATIONS",
     "ALL_LINEAR",
     "DEFAULT_TARGETS",
-    "IMPASSE_RHO",
     "REGEX_PREFIX",
     "SHARED_INPUT_GROUPS",
     "GateCache",

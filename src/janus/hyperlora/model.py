@@ -27,10 +27,7 @@ from janus.hyperlora.layer import (
     TiedTokenHead,
     TrainableTokenEmbedding,
 )
-
-IMPASSE_RHO = -1.0
-"""The label of an impasse: the only ρ allowed outside [0, 1]."""
-
+from janus.schema import rho_is_valid
 
 # --------------------------------------------------------------------------------------------
 # ρ: validation and routing
@@ -72,7 +69,7 @@ def normalise_rho(rho: RhoLike, num_beams: int = 1) -> float | Tensor:
 def _check_rho_values(values: Tensor) -> None:
     if not bool(torch.isfinite(values).all()):
         raise ValueError(f"ρ must be finite, got {values.flatten().tolist()[:8]}")
-    valid = ((values >= 0.0) & (values <= 1.0)) | (values == IMPASSE_RHO)
+    valid = rho_is_valid(values)
     if not bool(valid.all()):
         bad = values[~valid].flatten().tolist()[:8]
         raise ValueError(f"ρ must lie in [0, 1] or be exactly -1.0 (impasse), got {bad}")
