@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_fitted_curve_is_monotone_even_when_the_means_are_not() -> None:
     means[0.6] = 0.3
     rows = _rows(lambda g: means[g])
     curve = fit_role_curve(GRID, [r[1] for r in rows], [r[2] for r in rows])
-    assert all(b >= a for a, b in zip(curve.fitted, curve.fitted[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(curve.fitted))
     assert curve.raw_means[6] == pytest.approx(0.3)
     assert curve.fitted[0] == pytest.approx(0.2) and curve.fitted[-1] == pytest.approx(0.8)
     assert curve.reachable == (curve.fitted[0], curve.fitted[-1])

@@ -15,6 +15,7 @@ The map is a small JSON file (``calibration.json``) next to the adapter's weight
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -128,7 +129,7 @@ class CalibrationMap:
             fitted = tuple(float(v) for v in c["fitted"])
             if len(grid) < 2 or len(fitted) != len(grid):
                 raise ValueError(f"{where}: curve {role!r} needs >= 2 points, one per grid value")
-            if any(b < a for a, b in zip(fitted, fitted[1:], strict=False)):
+            if any(b < a for a, b in itertools.pairwise(fitted)):
                 raise ValueError(f"{where}: curve {role!r} is not monotone")
             curves[role] = RoleCurve(
                 grid=grid,
