@@ -305,7 +305,7 @@ def evaluate_command(
     episodes.csv, summary.json, report.md and PNG plots to OUT. Two reports made with the
     same preset and seed play the same episodes: `janus compare` puts them side by side.
     """
-    from janus.evaluate import apply_evaluation_preset, evaluate, headline_table
+    from janus.evaluation import apply_evaluation_preset, evaluate, headline_table
 
     config = apply_evaluation_preset(
         preset,
@@ -449,7 +449,7 @@ def demo_command(
     --workdir per base: the corpus and the base are reused from it.
     """
     from janus.demo import run_demo
-    from janus.evaluate import headline_table
+    from janus.evaluation import headline_table
 
     result = run_demo(workdir=workdir, out=out, fast=fast, seed=seed, base=base, say=typer.echo)
     typer.echo(headline_table(result.summary))

@@ -117,7 +117,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run every stage; intermediate artefacts live in ``workdir`` (the base is reused)."""
-    from janus.evaluate import apply_evaluation_preset, evaluate
+    from janus.evaluation import apply_evaluation_preset, evaluate
     from janus.generate import generate
     from janus.prepare import prepare
     from janus.train import TrainConfig, apply_preset, train
