@@ -5,7 +5,7 @@ derived seed draws the scenario (reservations, with the first mover alternating 
 index) and seeds the opponent strategy, for every configuration alike. So the ``standard``
 episode 3 against ``boulware`` as buyer and the ``base`` one and the ``ρ* = 0.7`` sweep one
 face the same reservations, the same first mover and the same opponent: configurations are
-compared on paired episodes (DESIGN.md defect 8).
+compared on paired episodes (docs/ARCHITECTURE.md, defect 8).
 
 All episodes go through :func:`janus.episode.run_episodes` in large chunks, so every pending
 decision of every Janus seat of a chunk (all configurations, all ρ*, all channels) is
