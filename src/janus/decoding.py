@@ -170,8 +170,8 @@ def constrained_decode(
     texts = [""] * len(prompts)
     done = [False] * len(prompts)
     no_accept = list(offer_only) if offer_only is not None else [False] * len(prompts)
-    # Only the last position's logits are read: skip the LM head everywhere else (on a 49k
-    # vocabulary it is a fifth of the prefill's work).
+    # Only the last position's logits are read: skip the LM head everywhere else (on a large
+    # vocabulary the head is a sizeable share of the prefill).
     last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     # One cache object for the whole decode, filled in place by every forward: nothing is read
     # back from the outputs, whose cache attribute was renamed along with the keyword.

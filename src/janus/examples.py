@@ -236,7 +236,7 @@ def read_decision_steps(
             raise ValueError(
                 f"{path}: split {split!r} has only impasse rows (pass include_failures=True)"
             )
-    # Column-wise conversion is several times faster than Table.to_pylist()'s row dicts.
+    # Column-wise: Table.to_pylist() would build one dict per row.
     columns = in_split.to_pydict()
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]

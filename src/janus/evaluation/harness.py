@@ -97,9 +97,9 @@ class EvaluationConfig:
     - ``zopa_width`` (``"500"`` or ``"200:700"``) or a whole ``domain``; ``safety``,
       ``temperature``, ``device`` go to the agent; ``batch_size`` is the number of episodes
       played in lockstep per :func:`run_episodes` call; ``threads`` sets torch's intra-op
-      threads while playing (restored after; ``None`` leaves them alone). The default 1 is
-      much faster on a shared CPU: two threads competing with other processes made a
-      janus-tiny evaluation 20 times slower here. ``dtype`` is the base weights' dtype
+      threads while playing (restored after; ``None`` leaves them alone). The default is 1
+      because on a shared CPU two OpenMP threads per process wait on each other whenever
+      another process holds a core (benchmarks/RESULTS.md). ``dtype`` is the base weights' dtype
       (``auto``: the one the adapter trained with; ``float32``; ``bfloat16``), the same for
       the ``base`` configuration.
     """
