@@ -175,7 +175,8 @@ def constrained_decode(
     last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     # One cache object for the whole decode, filled in place by every forward: nothing is read
     # back from the outputs, whose cache attribute was renamed along with the keyword.
-    cache = {cache_keyword(model): DynamicCache(config=getattr(model, "config", None))}
+    config = getattr(getattr(model, "module", model), "config", None)  # None: layers made lazily
+    cache = {cache_keyword(model): DynamicCache(config=config)}
     with rho_scope if rho_scope is not None else nullcontext():
         out = model(
             input_ids=ids,
