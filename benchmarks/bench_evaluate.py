@@ -25,7 +25,7 @@ import torch
 
 from janus.agent import JanusAgent
 from janus.episode import run_episode
-from janus.evaluate import (
+from janus.evaluation import (
     EvaluationConfig,
     build_match,
     make_plan,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import statistics
 import tempfile
 import time
@@ -93,9 +94,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.full_logits:
-        import janus.train
-
-        janus.train.accepts_logits_to_keep = lambda model: False
+        # The module itself: the attribute ``janus.train`` is the trainer function.
+        trainer_module = importlib.import_module("janus.train")
+        trainer_module.accepts_logits_to_keep = lambda model: False
 
     work = Path(tempfile.mkdtemp(prefix="janus-bench-train-"))
     generate(work / "episodes.jsonl", episodes=2000, seed=0, progress=False)

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from janus.evaluate import apply_evaluation_preset, evaluate
+from janus.evaluation import apply_evaluation_preset, evaluate
 
 
 def main() -> None:

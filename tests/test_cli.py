@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from janus.checkpoint import resize_for_tokenizer, save_hyperlora_adapter
@@ -61,6 +63,57 @@ def test_train_options_take_hyperlora_defaults_and_explicit_targets(tmp_path: Pa
     result = runner.invoke(app, ["train", "--target-modules", "q_proj|v_proj"])
     assert result.exit_code == 2
     assert "are not module name suffixes" in result.output and "re:<pattern>" in result.output
+
+
+WIDE = 400  # wider than any paragraph of help: each one must then be exactly one line
+NARROW = 60
+BOX_CHARS = "│╭╮╰╯─"
+COMMANDS = [info.name for info in app.registered_commands]
+
+
+def written_paragraphs(doc: str | None) -> list[str]:
+    """The paragraphs of a docstring as its author wrote them, whitespace normalised."""
+    return [" ".join(p.split()) for p in inspect.cleandoc(doc or "").split("\n\n")]
+
+
+def docstring_of(name: str | None) -> str | None:
+    if name is None:
+        return app.info.help
+    (info,) = [info for info in app.registered_commands if info.name == name]
+    return info.callback.__doc__
+
+
+def render_help(name: str | None, columns: int) -> str:
+    args = ([name] if name else []) + ["--help"]
+    result = runner.invoke(app, args, env={"COLUMNS": str(columns), "FORCE_COLOR": None})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("name", [None, *COMMANDS])
+def test_every_help_renders_its_paragraphs_as_written(name: str | None) -> None:
+    """No paragraph comes out cut in two at the docstring's source line breaks, or with
+    words lost (e.g. to rich markup), on a wide terminal or a narrow one."""
+    paragraphs = written_paragraphs(docstring_of(name))
+    assert paragraphs and all(len(p) < WIDE - 10 for p in paragraphs)
+    lines = [line.strip() for line in render_help(name, WIDE).splitlines()]
+    for paragraph in paragraphs:
+        assert paragraph in lines, f"{name or 'janus'}: not one line: {paragraph!r}"
+    narrow = render_help(name, NARROW)
+    words = " ".join(narrow.translate({ord(c): " " for c in BOX_CHARS}).split())
+    for paragraph in paragraphs:
+        assert paragraph in words, f"{name or 'janus'}: words lost at {NARROW} columns"
+    assert max(len(line) for line in narrow.splitlines()) <= NARROW
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_option_help_renders_whole(name: str) -> None:
+    command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+    output = render_help(name, WIDE)
+    helps = [p.help for p in command.params if getattr(p, "help", None)]
+    assert helps
+    for text in helps:
+        assert any(text in line for line in output.splitlines()), f"{name}: {text!r}"
 
 
 def test_export_merged_reproduces_the_adapter_at_that_rho(run_dir: Path, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from janus.cli import app
-from janus.evaluate import apply_evaluation_preset, evaluate, make_plan, plan_episodes
+from janus.evaluation import apply_evaluation_preset, evaluate, make_plan, plan_episodes
 from janus.evaluation.compare import COMPARISON_FILES, compare_reports
 from janus.strategies import held_out_pool
 from test_evaluate import FakeAgent, small_config

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -113,7 +116,10 @@ def test_batched_decoding_equals_one_by_one(byte_tokenizer, random_model) -> Non
 
 
 class _FullLogitsOnly(torch.nn.Module):
-    """The same model behind a forward without ``logits_to_keep``: every position's logits."""
+    """The same model behind a forward without ``logits_to_keep``: every position's logits.
+
+    Its forward names the cache with the keyword of older transformers (``past_key_values``),
+    so decoding through it also covers that path."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -125,17 +131,18 @@ class _FullLogitsOnly(torch.nn.Module):
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=use_cache,
-            past_key_values=past_key_values,
+            cache=past_key_values,
         )
 
 
 def test_last_position_logits_decode_exactly_like_full_logits(byte_tokenizer, random_model) -> None:
     """The prefill asks only for the last position's logits; the sampled actions (greedy
     and seeded sampling) must equal those decoded from the full logits."""
-    from janus.decoding import accepts_logits_to_keep
+    from janus.decoding import accepts_logits_to_keep, cache_keyword
 
     full = _FullLogitsOnly(random_model)
     assert accepts_logits_to_keep(random_model) and not accepts_logits_to_keep(full)
+    assert cache_keyword(random_model) == "cache" and cache_keyword(full) == "past_key_values"
     constraint = ActionConstraint(byte_tokenizer, random_model.config.vocab_size)
     gen = torch.Generator().manual_seed(5)
     prompts = [torch.randint(0, 200, (n,), generator=gen).tolist() for n in (6, 13, 9)]
@@ -153,3 +160,25 @@ def test_last_position_logits_decode_exactly_like_full_logits(byte_tokenizer, ra
             for model in (random_model, full)
         )
         assert kept == reference
+
+
+def test_decoding_uses_no_deprecated_transformers_api(byte_tokenizer, random_model) -> None:
+    """transformers deprecates by warning first (FutureWarning, and a logged message for the
+    renamed cache); a decode must trigger neither, so the next release cannot break it."""
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    transformers_logger = logging.getLogger("transformers")
+    transformers_logger.addHandler(handler)
+    constraint = ActionConstraint(byte_tokenizer, random_model.config.vocab_size)
+    prompts = [[5, 9, 17, 33], [40, 2, 7]]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            outputs = constrained_decode(
+                random_model, constraint, prompts, pad_id=byte_tokenizer.pad_token_id
+            )
+    finally:
+        transformers_logger.removeHandler(handler)
+    assert [parse_action(text).kind in ("ACCEPT", "OFFER") for text in outputs] == [True, True]
+    assert [r.getMessage() for r in records if "deprecat" in r.getMessage()] == []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from janus.domain import Action, DomainConfig, Observation, Role, ZopaWidth
-from janus.evaluate import (
+from janus.evaluation import (
     SWEEP,
     EvaluationConfig,
     bootstrap_ci,

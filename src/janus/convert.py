@@ -2,7 +2,7 @@
 
 ``transformers`` can read GGUF files (with the ``gguf`` package) by dequantising them to
 float, but ``save_pretrained`` refuses a GGUF-loaded model and every later load would need
-``gguf`` again and 20 s of dequantisation. So we convert once: the float state dict as
+``gguf`` again and a slow dequantisation. So we convert once: the float state dict as
 safetensors, the config without its GGUF quantisation entry, the tokenizer files and a short
 model card. The result loads with ``AutoModelForCausalLM.from_pretrained`` /
 ``AutoTokenizer.from_pretrained`` and nothing else, and every command that takes

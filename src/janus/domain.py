@@ -200,7 +200,7 @@ class ZopaWidth:
 
 @dataclass(frozen=True, slots=True)
 class DomainConfig:
-    """The knobs of the world; every number of DESIGN.md's domain section is one of these."""
+    """The knobs of the world: every number of the domain (docs/ARCHITECTURE.md) is one of these."""
 
     price_range: PriceRange = field(default_factory=PriceRange)
     buyer_max_mean: float = 900.0

@@ -87,7 +87,7 @@ def add_special_tokens(tokenizer: Any, model: Any = None) -> list[int]:
     missing = [t for t in SPECIAL_TOKENS if t not in registered]
     if missing:
         existing = [str(t) for t in _extra_special_tokens(tokenizer)]
-        tokenizer.add_special_tokens({"additional_special_tokens": existing + missing})
+        tokenizer.add_special_tokens({"extra_special_tokens": existing + missing})
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     ids = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS]
@@ -253,7 +253,7 @@ def read_decision_steps(
             raise ValueError(
                 f"{path}: split {split!r} has only impasse rows (pass include_failures=True)"
             )
-    # Column-wise conversion is several times faster than Table.to_pylist()'s row dicts.
+    # Column-wise: Table.to_pylist() would build one dict per row.
     columns = in_split.to_pydict()
     names = list(columns)
     return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]

@@ -1,9 +1,10 @@
 """Process-level runtime settings that several stages share.
 
 Why this exists: torch's intra-op thread count decides CPU speed more than anything else here.
-On an idle 2-core machine two threads are ~1.75x faster than one for janus-tiny; on a busy one
-(another process using the cores) two OpenMP threads per process spin-wait and run 10-20x
-slower. Stages that know they share the machine ask for one thread for their duration.
+On an idle machine more threads help; on a busy one (another process using the cores) OpenMP
+threads spin-wait for each other and a process runs many times slower (figures in
+benchmarks/RESULTS.md). Stages that know they share the machine ask for one thread for their
+duration.
 """
 
 from __future__ import annotations

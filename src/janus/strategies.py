@@ -32,10 +32,10 @@ Conventions shared by the whole pool
   to the public range. On the very last turn an offer could never be answered, so every
   strategy accepts any standing offer no worse than R there (an impasse is worth nothing to
   either side). Offers are rounded to 2 dp without ever crossing R or leaving the range.
-- **State lives in the agent** (DESIGN.md defect 11): an agent object plays one seat of one
-  episode. :func:`create_strategy` builds a fresh one, seeded with ``random.Random(seed)``;
-  reusing an agent for another episode or the other seat raises. There is no module-level
-  mutable state.
+- **State lives in the agent** (docs/ARCHITECTURE.md, defect 11): an agent object plays one
+  seat of one episode. :func:`create_strategy` builds a fresh one, seeded with
+  ``random.Random(seed)``; reusing an agent for another episode or the other seat raises.
+  There is no module-level mutable state.
 """
 
 from __future__ import annotations

@@ -1,6 +1,20 @@
 """The evaluation of Janus: benchmark harness, calibration sweep, statistics, plots, report.
 
-``janus.evaluate`` re-exports this package's API. Modules:
+This package is the public face of ``janus evaluate``; its API is re-exported here::
+
+    from janus.evaluation import EvaluationConfig, evaluate, headline_table
+
+    result = evaluate(EvaluationConfig(run="runs/janus", out="reports/janus"))
+    print(headline_table(result.summary))
+
+``summary.json`` holds ``calibration`` (the headline: held-out opponents), ``calibration_in_pool``,
+``calibration_all``, ``ablations`` (per channel: both / text / weights, per opponent set),
+``configurations`` (per configuration: agreement rate, utility, win/tie/loss, turns, validity
+and safety counts with 95% bootstrap intervals, split by held-out/in-pool, role and opponent,
+and the paired difference with the base model), ``invalid_actions``,
+``agreements_outside_zopa``, ``safety``, ``concession`` and ``run`` (what was evaluated).
+
+Modules:
 
 - :mod:`~janus.evaluation.harness`: :class:`EvaluationConfig`, the paired episode plan
   (:func:`plan_episodes`), batched play (:func:`play_episodes`), :class:`EpisodeRecord`;

@@ -5,7 +5,7 @@ derived seed draws the scenario (reservations, with the first mover alternating 
 index) and seeds the opponent strategy, for every configuration alike. So the ``standard``
 episode 3 against ``boulware`` as buyer and the ``base`` one and the ``ρ* = 0.7`` sweep one
 face the same reservations, the same first mover and the same opponent: configurations are
-compared on paired episodes (DESIGN.md defect 8).
+compared on paired episodes (docs/ARCHITECTURE.md, defect 8).
 
 All episodes go through :func:`janus.episode.run_episodes` in large chunks, so every pending
 decision of every Janus seat of a chunk (all configurations, all ρ*, all channels) is
@@ -100,9 +100,9 @@ class EvaluationConfig:
     - ``zopa_width`` (``"500"`` or ``"200:700"``) or a whole ``domain``; ``safety``,
       ``temperature``, ``device`` go to the agent; ``batch_size`` is the number of episodes
       played in lockstep per :func:`run_episodes` call; ``threads`` sets torch's intra-op
-      threads while playing (restored after; ``None`` leaves them alone). The default 1 is
-      much faster on a shared CPU: two threads competing with other processes made a
-      janus-tiny evaluation 20 times slower here. ``dtype`` is the base weights' dtype
+      threads while playing (restored after; ``None`` leaves them alone). The default is 1
+      because on a shared CPU two OpenMP threads per process wait on each other whenever
+      another process holds a core (benchmarks/RESULTS.md). ``dtype`` is the base weights' dtype
       (``auto``: the one the adapter trained with; ``float32``; ``bfloat16``), the same for
       the ``base`` configuration.
     - ``rules``: the agent's acceptance rules (``janus.agent.ACCEPTANCE_RULES``; ``None``:

@@ -1,5 +1,5 @@
 """Statistics of the evaluation, in numpy only (no scipy): ranks, Spearman, least squares,
-seeded percentile bootstrap, and the calibration block of DESIGN.md's metric definitions.
+seeded percentile bootstrap, and the calibration block (metrics of docs/ARCHITECTURE.md).
 
 Every function returns ``nan`` (never raises) where a statistic is undefined — an empty
 sample, a constant variable — so that a report over a sparse cell still renders; the JSON
@@ -178,7 +178,7 @@ def calibration_stats(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The calibration block of DESIGN.md from one row per episode of a sweep.
+    """The calibration block (docs/ARCHITECTURE.md, metrics) from one row per episode of a sweep.
 
     ``requested`` is ρ* of every episode (all on ``grid``), ``achieved`` its achieved ρ
     (ignored where ``agreed`` is false). Returns:

@@ -1,6 +1,6 @@
 """From episode records to ``summary.json``: calibration, ablations, per-configuration metrics.
 
-Definitions follow DESIGN.md ("Evaluation metrics"). Every row of the per-configuration
+Definitions follow docs/ARCHITECTURE.md ("Evaluation metrics"). Every row of the per-configuration
 tables is computed over the same opponent set (the plan's opponents, both roles, the same
 paired episodes), and every confidence interval is a seeded percentile bootstrap.
 """

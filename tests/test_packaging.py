@@ -1,0 +1,38 @@
+"""pyproject.toml declares ranges that the installed, tested versions satisfy."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def declared(group: str | None = None) -> list[Requirement]:
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    lines = project["dependencies"] if group is None else project["optional-dependencies"][group]
+    return [Requirement(line) for line in lines]
+
+
+def test_installed_versions_satisfy_the_declared_ranges() -> None:
+    requirements = declared() + declared("dev")
+    for requirement in requirements:
+        try:
+            installed = version(requirement.name)
+        except PackageNotFoundError:
+            raise AssertionError(f"{requirement.name} is declared but not installed") from None
+        assert requirement.specifier.contains(installed, prereleases=True), (
+            f"{requirement.name} {installed} is outside {requirement.specifier}"
+        )
+
+
+def test_core_dependencies_are_bounded_where_a_major_would_break() -> None:
+    ranges = {r.name: r.specifier for r in declared()}
+    assert "2.13.0" in ranges["torch"]  # the Makefile's pinned build must satisfy the range
+    for name, next_major in (("torch", "3"), ("transformers", "6"), ("numpy", "3")):
+        assert next_major not in ranges[name], name
+    assert "4.57.0" not in ranges["transformers"]  # the code uses the transformers 5 API
+    assert "1.11.0" not in ranges["scipy"]  # isotonic_regression needs scipy 1.12
