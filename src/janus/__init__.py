@@ -11,8 +11,6 @@ but lazily (PEP 562): a name's module is imported on first use, so ``import janu
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
