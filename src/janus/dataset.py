@@ -6,7 +6,7 @@ trajectory; the lines of a trajectory are contiguous and in step order, and ever
 carries the trajectory's outcome (ρ on every record, −1.0 for an impasse).
 
 Writing (:class:`DatasetWriter`)
-    - never appends (DESIGN.md defect 10): an existing file is a :class:`FileExistsError` unless
+    - never appends (docs/ARCHITECTURE.md, defect 10): an existing file is a :class:`FileExistsError` unless
       ``overwrite=True``, and then it is replaced only when the new file is complete;
     - writes a temporary file in the target directory and renames it on :meth:`close`, so the
       final path never holds a half-written file; on an error the temporary file is removed;
