@@ -110,6 +110,9 @@ SIZES: dict[tuple[str, bool], DemoSizes] = {
             "opponents": ("conceder_fast", "micro_coarse"),
             "configurations": ("standard",),
             "rho_grid": (0.0, 1.0),
+            # A smoke run's matmuls are too small for a second thread to pay, and on a busy
+            # machine two OpenMP threads are many times slower than one.
+            "threads": 1,
         },
         refine=None,
     ),
