@@ -91,7 +91,7 @@ def test_the_rollout_pool_never_holds_a_held_out_opponent() -> None:
 
 
 def test_bad_options_are_refused_before_any_work() -> None:
-    for bad in ({"mode": "greedy"}, {"mix": 1.0}, {"rounds": 0}, {"epsilon": 0.0}):
+    for bad in ({"mode": "greedy"}, {"mix": 1.0}, {"rounds": -1}, {"epsilon": 0.0}):
         with pytest.raises(ValueError):
             check_config(RefineConfig(run="r", out="o", **bad))
 

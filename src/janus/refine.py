@@ -50,7 +50,7 @@ class RefineConfig:
 
     - ``run``: the trained run (or adapter) to start from; ``out``: the refined run's
       directory (``out/adapter`` is the result, ``out/round-N/`` keeps each round).
-    - ``rounds``, ``episodes`` per round, ``steps`` of training per round at ``lr``
+    - ``rounds`` (0: no round, only the calibration map), ``episodes`` per round, ``steps`` of training per round at ``lr``
       (default: a third of the run's), ``warmup`` steps.
     - ``mode``: ``hindsight`` or ``filtered`` (with ``epsilon``); ``mix``: the share of
       own rows in each round's training epoch.
@@ -106,8 +106,9 @@ def check_config(config: RefineConfig) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
     for name in ("rounds", "episodes", "steps", "sweep_episodes", "batch_size"):
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        least = 0 if name == "rounds" else 1  # 0 rounds: only the calibration map
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     if not 0.0 < config.mix < 1.0:
         raise ValueError(f"mix must be in (0, 1), got {config.mix}")
     if not 0.0 < config.epsilon <= 1.0:
