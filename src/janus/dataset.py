@@ -6,8 +6,9 @@ trajectory; the lines of a trajectory are contiguous and in step order, and ever
 carries the trajectory's outcome (ρ on every record, −1.0 for an impasse).
 
 Writing (:class:`DatasetWriter`)
-    - never appends (docs/ARCHITECTURE.md, defect 10): an existing file is a :class:`FileExistsError` unless
-      ``overwrite=True``, and then it is replaced only when the new file is complete;
+    - never appends (docs/ARCHITECTURE.md, defect 10): an existing file is a
+      :class:`FileExistsError` unless ``overwrite=True``, and then it is replaced only when
+      the new file is complete;
     - writes a temporary file in the target directory and renames it on :meth:`close`, so the
       final path never holds a half-written file; on an error the temporary file is removed;
     - writes whole trajectories per ``write`` call, unbuffered: a hard kill leaves the temporary

@@ -50,8 +50,8 @@ class RefineConfig:
 
     - ``run``: the trained run (or adapter) to start from; ``out``: the refined run's
       directory (``out/adapter`` is the result, ``out/round-N/`` keeps each round).
-    - ``rounds`` (0: no round, only the calibration map), ``episodes`` per round, ``steps`` of training per round at ``lr``
-      (default: a third of the run's), ``warmup`` steps.
+    - ``rounds`` (0: no round, only the calibration map), ``episodes`` per round, ``steps``
+      of training per round at ``lr`` (default: a third of the run's), ``warmup`` steps.
     - ``mode``: ``hindsight`` or ``filtered`` (with ``epsilon``); ``mix``: the share of
       own rows in each round's training epoch.
     - ``opponents``: the rollout pool (default: the training pool; held-out ones refused).
