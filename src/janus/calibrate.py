@@ -20,21 +20,32 @@ from janus.domain import DomainConfig, Role, sample_scenario
 DEFAULT_GRID: tuple[float, ...] = tuple(round(i / 10, 1) for i in range(11))
 
 
-def calibration_opponents(opponents: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The sweep's opponents: the in-pool evaluation opponents unless given; a held-out
-    opponent is refused, so nothing chosen here has seen one."""
-    from janus.strategies import REGISTRY, evaluation_pool, held_out_pool
+def pool_without_held_out(
+    opponents: Sequence[str] | None, default: Sequence[str], purpose: str
+) -> tuple[str, ...]:
+    """``opponents`` (or ``default``) checked: known strategies, none of them held out.
 
-    names = tuple(evaluation_pool() if opponents is None else opponents)
+    Everything that chooses (sweeps, refinement rollouts) goes through here, so a held-out
+    opponent can never influence a checkpoint, a map or a training row."""
+    from janus.strategies import REGISTRY, held_out_pool
+
+    names = tuple(default if opponents is None else opponents)
     held = set(held_out_pool())
     for name in names:
         if name not in REGISTRY:
             raise ValueError(f"unknown opponent {name!r}")
         if name in held:
-            raise ValueError(f"{name} is a held-out opponent: it may not choose anything")
+            raise ValueError(f"{name} is a held-out opponent: {purpose} may not use it")
     if not names:
-        raise ValueError("no calibration opponents")
+        raise ValueError(f"no {purpose} opponents")
     return names
+
+
+def calibration_opponents(opponents: Sequence[str] | None = None) -> tuple[str, ...]:
+    """The sweep's opponents: the in-pool evaluation opponents unless given."""
+    from janus.strategies import evaluation_pool
+
+    return pool_without_held_out(opponents, evaluation_pool(), "calibration")
 
 
 def _seed(seed: int, opponent: str, role: Role, index: int) -> int:

@@ -86,18 +86,10 @@ class RefineConfig:
 
 def rollout_opponents(opponents: Sequence[str] | None = None) -> tuple[str, ...]:
     """The refinement's opponents: the training pool unless given; never a held-out one."""
-    from janus.strategies import REGISTRY, held_out_pool, training_pool
+    from janus.calibrate import pool_without_held_out
+    from janus.strategies import training_pool
 
-    names = tuple(training_pool() if opponents is None else opponents)
-    held = set(held_out_pool())
-    for name in names:
-        if name not in REGISTRY:
-            raise ValueError(f"unknown opponent {name!r}")
-        if name in held:
-            raise ValueError(f"{name} is a held-out opponent: refinement may not play it")
-    if not names:
-        raise ValueError("no refinement opponents")
-    return names
+    return pool_without_held_out(opponents, training_pool(), "refinement")
 
 
 def check_config(config: RefineConfig) -> None:
