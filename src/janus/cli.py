@@ -324,10 +324,11 @@ def refine_command(
     mode: Annotated[
         str,
         typer.Option(
-            help="hindsight: label every own episode with the rho it reached; filtered: keep "
-            "only episodes that landed within --epsilon of their request."
+            help="filtered (default, measured better): keep only own episodes that landed within "
+            "--epsilon of their request; hindsight: keep every episode, labelled with the rho "
+            "it reached."
         ),
-    ] = "hindsight",
+    ] = "filtered",
     epsilon: Annotated[float, typer.Option(help="The filtered mode's tolerance.")] = 0.05,
     mix: Annotated[float, typer.Option(help="Share of own rows in each round's epoch.")] = 0.5,
     opponents: Annotated[
