@@ -11,9 +11,10 @@ here fixes that with Janus's own experience:
 2. **Relabel.** Every episode is written as an ordinary corpus (``rollouts.jsonl``, same
    schema, ``source``/``round`` recorded, Janus's side named ``janus``) and prepared by
    ``janus prepare``, so every validation of the pipeline applies. Its label is the ρ the
-   episode *reached* (hindsight relabelling, GCSL-style; an impasse gets the failure label),
-   or, with ``mode="filtered"``, only episodes that landed within ε of their request are
-   kept (labelled with what they reached, which is then within ε of ρ*).
+   episode *reached*. By default (``mode="filtered"``, which measured better) only episodes
+   that landed within ε of their request are kept, so the label is within ε of ρ*;
+   ``mode="hindsight"`` keeps them all (GCSL-style relabelling; an impasse gets the failure
+   label).
 3. **Train.** Training continues from the current adapter on a mix of the scripted corpus
    and Janus's own decision steps (``mix``: the share of own rows).
 
