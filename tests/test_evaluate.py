@@ -646,3 +646,43 @@ def test_offer_habits_count_repeats_worse_counters_and_walk_aways() -> None:
     # A deal is never a walk-away.
     deal = run_episode(Match(_Moves("b", [600.0, "accept"]), _Moves("s", [700.0]), scenario))
     assert deal.outcome.agreement and offer_habits(deal, Role.BUYER)[2] is False
+
+
+def test_an_adapter_with_a_map_is_evaluated_calibrated_and_raw_side_by_side(
+    tmp_path: Path,
+) -> None:
+    from janus.calibration import fit_calibration_map
+
+    run = _tiny_run(tmp_path)
+    grid = (0.0, 0.5, 1.0)
+    rows = [(role, g, 0.2 + 0.6 * g) for role in ("buyer", "seller") for g in grid]
+    fit_calibration_map(rows, grid, opponents=["linear"], seed=0).save(run / "adapter")
+    config = small_config(
+        tmp_path,
+        run=run,
+        opponents=["conceder_fast"],
+        held_out=["conceder_fast"],
+        rho_grid=list(grid),
+        configurations=["standard"],
+        scripted_baselines=False,
+        ablations=False,
+        episodes_per_cell=1,
+        domain=DomainConfig(max_turns=6),
+    )
+    summary = evaluate(config).summary
+    assert summary["calibrated"] is True
+    assert summary["calibration_raw"]["held_out"]["episodes"] == 3 * 2
+    assert summary["calibration"]["episodes"] == 3 * 2
+    assert summary["run"]["calibration_map"]["opponents"] == ["linear"]
+    rows_csv = read_csv(tmp_path / "report" / "episodes.csv")
+    mapped = [r for r in rows_csv if r["configuration"] == SWEEP]
+    raw = [r for r in rows_csv if r["configuration"] == "sweep-raw"]
+    assert {r["calibrated"] for r in mapped} == {"1"} and {r["calibrated"] for r in raw} == {"0"}
+    # The map's inverse: ρ* 0.5 → dial (0.5 − 0.2) / 0.6 = 0.5; ρ* 0 is out of reach → 0.
+    assert {r["dial_rho"] for r in mapped if r["requested_rho"] == "0.50"} == {"0.50"}
+    assert {r["outside_reachable"] for r in mapped if r["requested_rho"] == "0.00"} == {"1"}
+    assert {r["dial_rho"] for r in raw if r["requested_rho"] == "0.00"} == {"0.00"}
+    raw_only = evaluate(
+        small_config(tmp_path, "raw", **{**config.__dict__, "out": tmp_path / "raw", "raw": True})
+    ).summary
+    assert raw_only["calibrated"] is False and raw_only["calibration_raw"] is None
