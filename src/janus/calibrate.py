@@ -79,7 +79,7 @@ def in_pool_sweep(
     progress: bool = False,
 ) -> SweepResult:
     """Play the raw dial at every grid ρ against every calibration opponent, both roles."""
-    from janus.evaluation.harness import EpisodeSpec, play_episodes
+    from janus.evaluation.harness import EpisodeSpec, first_mover, play_episodes
     from janus.evaluation.stats import calibration_stats
 
     names = calibration_opponents(opponents)
@@ -89,7 +89,7 @@ def in_pool_sweep(
         for role in (Role.BUYER, Role.SELLER):
             for index in range(episodes_per_cell):
                 episode_seed = _seed(seed, opponent, role, index)
-                opens = Role.BUYER if (index + position) % 2 == 0 else Role.SELLER
+                opens = first_mover(index, position)
                 scenario = sample_scenario(domain, random.Random(episode_seed), opens)
                 for rho in grid:
                     specs.append(

@@ -13,6 +13,7 @@ length-bucketed batch sampler (:class:`LengthBucketedBatchSampler`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -344,9 +345,10 @@ class DecisionStepDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> TrainingExample:
         return self.examples[index]
 
-    @property
+    @functools.cached_property
     def lengths(self) -> list[int]:
-        """Token count of every example (what the bucketed sampler groups by)."""
+        """Token count of every example (what the bucketed sampler groups by); computed once,
+        since callers index it per example."""
         return [len(e) for e in self.examples]
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from janus.atomic import atomic_directory
 from janus.domain import DomainConfig, Role, sample_scenario
 
 MODES = ("hindsight", "filtered")
@@ -345,15 +346,17 @@ def refine(config: RefineConfig, say: Callable[[str], None] = print) -> RefineRe
 
     chosen, sweeps = _select(config, candidates, say)
     chosen_round, chosen_adapter = chosen
-    final = out / "adapter"
-    shutil.copytree(chosen_adapter, final)
+    calibration = None
     if config.calibrate:
-        sweep = sweeps.get(chosen_round)
-        if sweep is None:
-            agent = JanusAgent.from_pretrained(final, raw=True, seed=config.seed)
-            with torch_threads(config.threads):
-                sweep = _sweep(config, agent)
-        fit_map(sweep, config.seed, round=chosen_round).save(final)
+        sweep = sweeps.get(chosen_round) or _sweep(config, chosen_adapter)
+        calibration = fit_map(sweep, config.seed, round=chosen_round)
+
+    def write_adapter(tmp: Path) -> None:
+        shutil.copytree(chosen_adapter, tmp, dirs_exist_ok=True)
+        if calibration is not None:
+            calibration.save(tmp)
+
+    final = atomic_directory(out / "adapter", write_adapter, what="adapter")
     selection = {
         "chosen_round": chosen_round,
         "criterion": "raw calibration MAE on an in-pool sweep" if config.select else "last round",
@@ -364,18 +367,23 @@ def refine(config: RefineConfig, say: Callable[[str], None] = print) -> RefineRe
     return RefineResult(out=out, adapter=final, chosen_round=chosen_round, rounds=rounds)
 
 
-def _sweep(config: RefineConfig, agent: Any) -> Any:
+def _sweep(config: RefineConfig, adapter: Path) -> Any:
+    """The in-pool sweep of one adapter's raw dial (the same episodes for every adapter)."""
+    from janus.agent import JanusAgent
     from janus.calibrate import in_pool_sweep
+    from janus.runtime import torch_threads
 
-    return in_pool_sweep(
-        agent,
-        episodes_per_cell=config.sweep_episodes,
-        grid=config.sweep_grid,
-        opponents=config.sweep_opponents,
-        seed=config.seed,
-        batch_size=config.batch_size,
-        progress=config.progress,
-    )
+    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
+    with torch_threads(config.threads):
+        return in_pool_sweep(
+            agent,
+            episodes_per_cell=config.sweep_episodes,
+            grid=config.sweep_grid,
+            opponents=config.sweep_opponents,
+            seed=config.seed,
+            batch_size=config.batch_size,
+            progress=config.progress,
+        )
 
 
 def _select(
@@ -383,16 +391,11 @@ def _select(
 ) -> tuple[tuple[int, Path], dict[int, Any]]:
     """The candidate with the lowest raw MAE on an in-pool sweep (the last one if not
     ``select``); every candidate meets the same sweep episodes."""
-    from janus.agent import JanusAgent
-    from janus.runtime import torch_threads
-
     if not config.select:
         return candidates[-1], {}
     sweeps = {}
     for r, adapter in candidates:
-        agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
-        with torch_threads(config.threads):
-            sweeps[r] = _sweep(config, agent)
+        sweeps[r] = _sweep(config, adapter)
         say(f"round {r}: in-pool MAE {sweeps[r].mae:.3f}, agreement {sweeps[r].agreement_rate:.2f}")
     best = min(candidates, key=lambda c: sweeps[c[0]].mae)
     return best, sweeps

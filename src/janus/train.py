@@ -611,8 +611,7 @@ def training_view(
     keep = _filter_long(scripted, config.max_length)
     counts = {"scripted_rows": len(keep), "extra_rows": 0}
     if config.extra_data is None:
-        scripted_lengths = scripted.lengths
-        lengths = [scripted_lengths[i] for i in keep]
+        lengths = [scripted.lengths[i] for i in keep]
         return torch.utils.data.Subset(scripted, keep), lengths, counts
     extra = DecisionStepDataset(
         config.extra_data,
@@ -629,8 +628,7 @@ def training_view(
         rng = np.random.default_rng(config.seed + 2)
         keep = sorted(rng.choice(np.asarray(keep), size=wanted, replace=False).tolist())
     counts = {"scripted_rows": len(keep), "extra_rows": len(extra_keep)}
-    scripted_lengths, extra_lengths = scripted.lengths, extra.lengths  # computed per access
-    lengths = [scripted_lengths[i] for i in keep] + [extra_lengths[i] for i in extra_keep]
+    lengths = [scripted.lengths[i] for i in keep] + [extra.lengths[i] for i in extra_keep]
     view = torch.utils.data.ConcatDataset(
         [torch.utils.data.Subset(scripted, keep), torch.utils.data.Subset(extra, extra_keep)]
     )
