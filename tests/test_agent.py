@@ -17,6 +17,7 @@ from janus.episode import Match, run_episode, run_episodes
 from janus.examples import add_special_tokens
 from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers
 from janus.play import PlayerQuit, play_game
+from janus.prompt import PROMPT_FORMAT_VERSION
 from janus.strategies import create_strategy
 from janus.tiny import build_model, build_tokenizer
 
@@ -215,10 +216,15 @@ def test_from_pretrained_round_trip(tmp_path: Path) -> None:
     base.save_pretrained(base_dir)
     build_tokenizer().save_pretrained(base_dir)
     save_hyperlora_adapter(
-        model, tokenizer, tmp_path / "run" / "adapter", base_model_name_or_path=base_dir
+        model,
+        tokenizer,
+        tmp_path / "run" / "adapter",
+        base_model_name_or_path=base_dir,
+        extra_config={"prompt_format_version": PROMPT_FORMAT_VERSION},
     )
     assert resolve_adapter_dir(tmp_path / "run") == tmp_path / "run" / "adapter"
     loaded = JanusAgent.from_pretrained(tmp_path / "run")
+    assert loaded.prompt_version == PROMPT_FORMAT_VERSION
     fresh = JanusAgent(model, tokenizer)
     observations = [_observation(Role.SELLER, standing=s) for s in (500.0, 800.0)]
     assert loaded.act_batch([loaded.seat(0.3)] * 2, observations) == fresh.act_batch(
@@ -226,6 +232,29 @@ def test_from_pretrained_round_trip(tmp_path: Path) -> None:
     )
     with pytest.raises(FileNotFoundError):
         resolve_adapter_dir(tmp_path)
+
+
+def test_an_adapter_plays_the_prompt_version_it_was_trained_with(tmp_path: Path) -> None:
+    model, tokenizer = _model_and_tokenizer(seed=4)
+    base_dir = tmp_path / "base"
+    build_model("tiny", build_tokenizer(), seed=4).save_pretrained(base_dir)
+    build_tokenizer().save_pretrained(base_dir)
+    # An adapter that records no format predates the record: it was trained on version 1.
+    save_hyperlora_adapter(model, tokenizer, tmp_path / "old", base_model_name_or_path=base_dir)
+    old = JanusAgent.from_pretrained(tmp_path / "old")
+    assert old.prompt_version == 1
+    opening = {role: Observation(role, 700.0, PriceRange(), 1, 20, None, ()) for role in Role}
+    texts = {
+        (agent.prompt_version, role): agent.tokenizer.decode(agent._encode(agent.seat(0.5), obs))
+        for agent in (old, JanusAgent(model, tokenizer))
+        for role, obs in opening.items()
+    }
+    # Version 1 cannot tell a buyer from a seller with the same reservation; version 2 can.
+    assert texts[(1, Role.BUYER)] == texts[(1, Role.SELLER)]
+    assert texts[(2, Role.BUYER)] != texts[(2, Role.SELLER)]
+    assert "buyer:" in texts[(2, Role.BUYER)] and "seller:" in texts[(2, Role.SELLER)]
+    with pytest.raises(ValueError, match="prompt format version 3 is unknown"):
+        JanusAgent(model, tokenizer, prompt_version=3)
 
 
 def test_dtype_auto_plays_in_the_dtype_the_adapter_trained_with(tmp_path: Path) -> None:

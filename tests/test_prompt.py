@@ -12,6 +12,7 @@ from janus.prompt import (
     IMPASSE_RHO,
     OUTPUT_PATTERN,
     PROMPT_FORMAT_VERSION,
+    PROMPT_VERSIONS,
     SPECIAL_TOKENS,
     ParsedAction,
     PromptState,
@@ -31,6 +32,7 @@ def spec_state() -> PromptState:
         reservation_norm=0.8421,
         last_offer_norm=0.4123,
         history=(("buyer", 0.3), ("seller", 0.4), ("buyer", 0.42)),
+        role="seller",
     )
 
 
@@ -46,12 +48,13 @@ def test_constants() -> None:
         "<OUTPUT>",
         "<RHO_FAIL>",
     )
-    assert PROMPT_FORMAT_VERSION == 1
+    assert PROMPT_FORMAT_VERSION == 2 and PROMPT_VERSIONS == (1, 2)
     assert DEFAULT_K == 8
     assert IMPASSE_RHO == -1.0
 
 
 def test_golden_specification_example() -> None:
+    """Version 1 is the original specification's format, kept for adapters trained on it."""
     expected = (
         "<RHO> 0.53\n"
         "<TURN> 7 / 20\n"
@@ -65,9 +68,34 @@ def test_golden_specification_example() -> None:
         "OFFER <PRICE_NORM>\n"
         "<OUTPUT>"
     )
-    assert build_prompt(spec_state(), 0.53) == expected
+    assert build_prompt(spec_state(), 0.53, version=1) == expected
     # ρ is canonicalised before rendering: 0.5349 shows as 0.53 too.
-    assert build_prompt(spec_state(), 0.5349) == expected
+    assert build_prompt(spec_state(), 0.5349, version=1) == expected
+
+
+def test_golden_version_2_names_the_side_on_the_reservation_line() -> None:
+    expected = build_prompt(spec_state(), 0.53, version=1).replace(
+        "<RESERVATION_NORM> 0.8421\n", "<RESERVATION_NORM> seller:0.8421\n"
+    )
+    assert "seller:0.8421" in expected
+    assert build_prompt(spec_state(), 0.53) == expected  # the current version
+    assert build_prompt(spec_state(), 0.53, version=2) == expected
+    buyer = PromptState(1, 20, 0.8421, None, role="buyer")
+    assert "\n<RESERVATION_NORM> buyer:0.8421\n" in build_prompt(buyer, 0.5)
+    # Same reservation, other side: the two prompts differ (version 1 could not tell them apart).
+    seller = PromptState(1, 20, 0.8421, None, role="seller")
+    assert build_prompt(buyer, 0.5) != build_prompt(seller, 0.5)
+    assert build_prompt(buyer, 0.5, version=1) == build_prompt(seller, 0.5, version=1)
+
+
+def test_version_2_needs_the_side_and_unknown_versions_are_refused() -> None:
+    state = PromptState(1, 20, 0.5, None)
+    with pytest.raises(ValueError, match="version 2 shows the decider's side"):
+        build_prompt(state, 0.5)
+    with pytest.raises(ValueError, match="unknown prompt version 3"):
+        build_prompt(spec_state(), 0.5, version=3)
+    with pytest.raises(ValueError, match="role must be one of"):
+        PromptState(1, 20, 0.5, None, role="broker")
 
 
 def test_golden_impasse_and_no_offer_yet() -> None:
@@ -80,7 +108,7 @@ def test_golden_impasse_and_no_offer_yet() -> None:
         "<LAST_OFFER_NORM> NONE\n"
         "<HISTORY> " + " ".join(["PAD:0.0000"] * 8) + "\n" + INSTRUCTION_LINES
     )
-    assert build_prompt(state, -1.0) == expected
+    assert build_prompt(state, -1.0, version=1) == expected
 
 
 def test_golden_history_longer_than_k_keeps_the_last_k() -> None:
@@ -95,9 +123,10 @@ def test_golden_history_longer_than_k_keeps_the_last_k() -> None:
         "<HISTORY> buyer:0.2000 seller:0.3000 buyer:0.4000 seller:0.5000 buyer:0.6000 "
         "seller:0.7000 buyer:0.8000 seller:0.9000\n" + INSTRUCTION_LINES
     )
-    assert build_prompt(state, 1.0) == expected
+    assert build_prompt(state, 1.0, version=1) == expected
     # An explicit smaller k: the last 3 offers, no padding.
-    assert "<HISTORY> seller:0.7000 buyer:0.8000 seller:0.9000\n" in build_prompt(state, 1.0, k=3)
+    short = build_prompt(state, 1.0, k=3, version=1)
+    assert "<HISTORY> seller:0.7000 buyer:0.8000 seller:0.9000\n" in short
 
 
 def test_golden_k_zero_and_blind() -> None:
@@ -109,16 +138,16 @@ def test_golden_k_zero_and_blind() -> None:
         "<LAST_OFFER_NORM> 0.4123\n"
         "<HISTORY>\n" + INSTRUCTION_LINES
     )
-    assert build_prompt(spec_state(), None, k=0) == expected
+    assert build_prompt(spec_state(), None, k=0, version=1) == expected
     with pytest.raises(ValueError, match="k must be"):
         build_prompt(spec_state(), 0.5, k=-1)
 
 
 def test_rho_zero_and_negative_zero_values_render_plainly() -> None:
-    state = PromptState(2, 10, -0.00001, 0.0, (("seller", 0.0),))
+    state = PromptState(2, 10, -0.00001, 0.0, (("seller", 0.0),), role="buyer")
     text = build_prompt(state, 0.0, k=1)
     assert text.startswith("<RHO> 0.00\n")
-    assert "<RESERVATION_NORM> 0.0000\n" in text  # never "-0.0000"
+    assert "<RESERVATION_NORM> buyer:0.0000\n" in text  # never "-0.0000"
     assert "<HISTORY> seller:0.0000\n" in text
 
 
@@ -190,6 +219,7 @@ def test_state_from_row() -> None:
         "history_prices_norm": [0.3, 0.4, 0.42],
         "rho_train": 0.53,
         "split": "train",
+        "role": "seller",
     }
     assert PromptState.from_row(row) == spec_state()
     assert PromptState.from_row({**row, "last_offer_norm": None}).last_offer_norm is None

@@ -15,7 +15,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 import janus.tiny as tiny
 from janus.examples import DecisionStepDataset, ExampleCollator
-from janus.prompt import ROLES, SPECIAL_TOKENS, PromptState, build_prompt, build_target
+from janus.prompt import (
+    PROMPT_VERSIONS,
+    ROLES,
+    SPECIAL_TOKENS,
+    PromptState,
+    build_prompt,
+    build_target,
+)
 
 # A micro preset keeps each pretraining run well under a second on a busy CPU.
 MICRO = tiny.TinyPreset("micro", 32, 2, 2, 64, max_steps=6, batch_size=8, lr=3e-3)
@@ -39,10 +46,14 @@ def random_texts(n: int, seed: int) -> list[str]:
     for _ in range(n):
         turn = rng.randint(1, 40)
         history = tuple((rng.choice(ROLES), rng.random()) for _ in range(rng.randint(0, 15)))
-        state = PromptState(turn, rng.randint(turn, 60), rng.uniform(-0.2, 1.2), None, history)
+        role = rng.choice(ROLES)
+        state = PromptState(
+            turn, rng.randint(turn, 60), rng.uniform(-0.2, 1.2), None, history, role
+        )
         rho = rng.choice([None, -1.0, rng.random()])
         target = rng.choice([build_target("ACCEPT"), build_target("OFFER", rng.random())])
-        texts.append(build_prompt(state, rho, k=rng.randint(0, 12)) + target)
+        version = rng.choice(PROMPT_VERSIONS)
+        texts.append(build_prompt(state, rho, k=rng.randint(0, 12), version=version) + target)
     return texts
 
 

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from conftest import write_synthetic_prepared
 from janus.checkpoint import STATE_FILE, load_hyperlora
 from janus.hyperlora import HyperLoRAConfig, rho_context
+from janus.prompt import PROMPT_FORMAT_VERSION
 from janus.tiny import build_model, build_tokenizer
 from janus.train import (
     PRESETS,
@@ -127,7 +128,7 @@ def test_training_end_to_end_gives_a_loadable_rho_dependent_adapter(
     assert trains[-1]["train_loss"] < trains[0]["train_loss"]
 
     model, tokenizer, adapter_config = load_hyperlora(result.adapter_dir)
-    assert adapter_config["prompt_format_version"] == 1
+    assert adapter_config["prompt_format_version"] == PROMPT_FORMAT_VERSION
     ids = tokenizer("<RHO> 0.50\n<TURN> 3 / 20\n<OUTPUT>", return_tensors="pt").input_ids
     with torch.no_grad(), rho_context(model, 0.0):
         low = model(ids).logits

@@ -45,14 +45,28 @@ from janus.decoding import ActionConstraint, constrained_decode
 from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import is_injected, rho_context
-from janus.prompt import DEFAULT_K, PromptState, build_prompt, canonical_rho, parse_action
+from janus.prompt import (
+    DEFAULT_K,
+    PROMPT_FORMAT_VERSION,
+    PROMPT_VERSIONS,
+    PromptState,
+    build_prompt,
+    canonical_rho,
+    parse_action,
+)
 
 CHANNELS = ("both", "text", "weights")
 #: The acceptance rules an agent can apply, and what each one does (for ``--help``).
 ACCEPTANCE_RULES: dict[str, str] = {
     "accept_better": "accept a standing offer at least as good as Janus's own counter",
     "accept_last_turn": "at Janus's last turn, accept any standing offer inside the reservation",
+    "accept_final_turn": "on the episode's final turn (no counter could be answered), accept "
+    "any standing offer inside the reservation",
+    "concede_on_stall": "when both sides repeat themselves, move Janus's counter a step toward "
+    "the opponent's best offer",
 }
+#: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
+STALL_STEP = 0.1
 DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn")
 
 
@@ -120,6 +134,7 @@ def prompt_state(observation: Observation) -> PromptState:
         reservation_norm=observation.reservation_norm,
         last_offer_norm=history[-1][1] if history else None,
         history=history,
+        role=observation.role.value,
     )
 
 
@@ -132,6 +147,8 @@ class SeatStats:
     safety_refused_accepts: int = 0
     rule_accept_better: int = 0
     rule_accept_last_turn: int = 0
+    rule_accept_final_turn: int = 0
+    rule_concede_on_stall: int = 0
     #: 1 when the seat's request lay outside the calibration map's reachable range.
     outside_reachable: int = 0
 
@@ -141,7 +158,7 @@ class SeatStats:
 
     @property
     def rule_accepts(self) -> int:
-        return self.rule_accept_better + self.rule_accept_last_turn
+        return self.rule_accept_better + self.rule_accept_last_turn + self.rule_accept_final_turn
 
 
 class JanusSeat:
@@ -223,7 +240,14 @@ class JanusAgent:
         label: str = "janus",
         rules: Sequence[str] | str | None = DEFAULT_RULES,
         calibration: CalibrationMap | None = None,
+        prompt_version: int = PROMPT_FORMAT_VERSION,
     ) -> None:
+        if prompt_version not in PROMPT_VERSIONS:
+            raise ValueError(
+                f"prompt format version {prompt_version!r} is unknown to this Janus "
+                f"(it renders {PROMPT_VERSIONS}): upgrade janus to play this adapter"
+            )
+        self.prompt_version = prompt_version
         self.model = model.eval()
         self.rules = check_rules(rules)
         self.calibration = calibration
@@ -276,6 +300,8 @@ class JanusAgent:
             seed=seed,
             rules=rules,
             calibration=None if raw else CalibrationMap.load(adapter),
+            # Adapters written before the format was recorded were trained on version 1.
+            prompt_version=int(config.get("prompt_format_version", 1)),
         )
 
     @classmethod
@@ -355,7 +381,9 @@ class JanusAgent:
 
     def _encode(self, seat: JanusSeat, observation: Observation) -> list[int]:
         seat.resolve(observation.role.value)
-        prompt = build_prompt(prompt_state(observation), seat.text_rho, self.k)
+        prompt = build_prompt(
+            prompt_state(observation), seat.text_rho, self.k, version=self.prompt_version
+        )
         ids = self._prompt_cache.get(prompt)
         if ids is None:
             ids = encode_prompt(self.tokenizer, prompt)
@@ -418,6 +446,11 @@ class JanusAgent:
             if self.safety and not observation.is_acceptable(price):
                 price = observation.reservation
                 seat.stats.safety_clamped_offers += 1
+            if "concede_on_stall" in self.rules:
+                conceded = stall_concession(observation, price)
+                if conceded is not None:
+                    price = conceded
+                    seat.stats.rule_concede_on_stall += 1
             rule = self._acceptance_rule(observation, price)
             if rule is not None:
                 setattr(seat.stats, f"rule_{rule}", getattr(seat.stats, f"rule_{rule}") + 1)
@@ -436,4 +469,41 @@ class JanusAgent:
         last_turn = observation.turn + 2 > observation.max_turns
         if "accept_last_turn" in self.rules and last_turn:
             return "accept_last_turn"
+        if "accept_final_turn" in self.rules and observation.turn >= observation.max_turns:
+            return "accept_final_turn"
         return None
+
+
+def stall_concession(observation: Observation, counter: float) -> float | None:
+    """The counter ``concede_on_stall`` makes instead of ``counter``, or ``None`` to keep it.
+
+    A stall is two repeats in a row: Janus's counter concedes nothing against its own previous
+    offer, and the opponent's latest offer is no better for Janus than its best one before.
+    Opponents that reciprocate (tit-for-tat) or answer only new offers (MiCRO) then never move,
+    and the game ends in an impasse nobody wanted. The rule gives up :data:`STALL_STEP` of the
+    gap between Janus's previous offer and the opponent's best offer, never past the
+    reservation, and only to an opponent that has conceded before: one that never moved
+    (a hardliner) is waiting for gifts, not for reciprocity. Time-based opponents, which
+    concede on their own, never trigger it.
+    """
+    own, opp = observation.own_offers, observation.opponent_offers
+    if not own or len(opp) < 2:
+        return None
+    previous = own[-1]
+    if not observation.better_or_equal(counter, previous):
+        return None  # the model conceded by itself
+    best_before = opp[0]
+    for price in opp[1:-1]:
+        if observation.better_or_equal(price, best_before):
+            best_before = price
+    if not observation.better_or_equal(best_before, opp[-1]):
+        return None  # the opponent moved: no stall
+    if observation.better_or_equal(opp[0], best_before):
+        return None  # it never conceded: a hardliner is not answered with gifts
+    best = best_before
+    price = previous + STALL_STEP * (best - previous)
+    if not observation.is_acceptable(price):
+        price = observation.reservation
+    if observation.better_or_equal(price, previous):
+        return None  # nothing left to give (already at the reservation)
+    return price

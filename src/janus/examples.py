@@ -53,6 +53,7 @@ _ENCODE_CHUNK = 8192
 """Rows rendered and tokenised at a time when building a dataset."""
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
+    "role",
     "turn",
     "turns_remaining",
     "max_turns",
@@ -232,7 +233,7 @@ def read_decision_steps(
     for column in REQUIRED_COLUMNS:
         if column not in names:
             raise ValueError(f"{path}: missing column {column!r}")
-    extra = ["role", "buyer_strategy", "seller_strategy"] if decider is not None else []
+    extra = ["buyer_strategy", "seller_strategy"] if decider is not None else []
     table = pq.read_table(path, columns=[*REQUIRED_COLUMNS, *extra])
     if decider is not None:
         as_buyer = pc.and_(

@@ -9,7 +9,7 @@ The format (lines joined by ``"\\n"``, no trailing newline)::
     <RHO> 0.53
     <TURN> 7 / 20
     <TURNS_REMAINING> 13
-    <RESERVATION_NORM> 0.8421
+    <RESERVATION_NORM> seller:0.8421
     <LAST_OFFER_NORM> 0.4123
     <HISTORY> PAD:0.0000 PAD:0.0000 ... buyer:0.3000 seller:0.4000 buyer:0.4200
     <INSTRUCTION> Output exactly one of:
@@ -19,7 +19,17 @@ The format (lines joined by ``"\\n"``, no trailing newline)::
 
 and the target (``ACCEPT`` or ``OFFER 0.4213``) follows ``<OUTPUT>`` directly. Any change to
 what this module renders must bump :data:`PROMPT_FORMAT_VERSION`: adapters and bases record
-it, so a model trained on one format is never silently driven with another.
+it, and an agent renders the version its adapter was trained with, so a model trained on one
+format is never silently driven with another.
+
+Versions (:data:`PROMPT_VERSIONS`):
+
+- **1**, the original specification's format: the reservation line shows only the number.
+  The decider's side is never said, so a buyer and a seller with the same reservation see
+  the same prompt; at turn 1 (no history to infer the side from) they make the same opening.
+- **2** (current) names the side on the reservation line, in the history's own
+  ``role:price`` notation: ``<RESERVATION_NORM> seller:0.8421``. No new special token, so
+  tokenizers and bases of version 1 stay valid.
 """
 
 from __future__ import annotations
@@ -43,7 +53,9 @@ SPECIAL_TOKENS: tuple[str, ...] = (
     "<OUTPUT>",
     "<RHO_FAIL>",
 )
-PROMPT_FORMAT_VERSION = 1
+PROMPT_FORMAT_VERSION = 2
+#: Every prompt format this module can render (adapters of older versions keep working).
+PROMPT_VERSIONS: tuple[int, ...] = (1, 2)
 DEFAULT_K = 8
 
 ROLES: tuple[str, ...] = ("buyer", "seller")
@@ -114,8 +126,8 @@ class PromptState:
     """Everything the prompt shows about one decision, from the deciding side's view.
 
     ``history`` holds ``(role, price_norm)`` pairs, oldest first; it may be longer than the
-    prompt's window k (the prompt keeps the last k). No role of the decider is shown: the
-    model infers its side from its reservation and the offers, as the specification chose.
+    prompt's window k (the prompt keeps the last k). ``role`` is the decider's side: version 2
+    of the prompt shows it, version 1 (the specification's) does not.
     """
 
     turn: int
@@ -123,10 +135,13 @@ class PromptState:
     reservation_norm: float
     last_offer_norm: float | None
     history: tuple[tuple[str, float], ...] = ()
+    role: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.turn <= self.max_turns:
             raise ValueError(f"turn must be in [1, max_turns={self.max_turns}], got {self.turn}")
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
         for role, _price in self.history:
             if role not in ROLES:
                 raise ValueError(f"history role must be one of {ROLES}, got {role!r}")
@@ -158,6 +173,7 @@ class PromptState:
             reservation_norm=float(row["reservation_norm"]),
             last_offer_norm=None if last is None or _is_nan(last) else float(last),
             history=tuple((str(r), float(p)) for r, p in zip(roles, prices, strict=True)),
+            role=None if row.get("role") is None else str(row["role"]),
         )
         remaining = row.get("turns_remaining")
         if remaining is not None and int(remaining) != state.turns_remaining:
@@ -185,8 +201,16 @@ def format_history(history: Sequence[tuple[str, float]], k: int = DEFAULT_K) -> 
     return " ".join(entries)
 
 
-def build_prompt(state: PromptState, rho: float | None, k: int = DEFAULT_K) -> str:
+def build_prompt(
+    state: PromptState,
+    rho: float | None,
+    k: int = DEFAULT_K,
+    version: int = PROMPT_FORMAT_VERSION,
+) -> str:
     """Render the canonical prompt for ``state`` at the requested outcome ``rho``.
+
+    ``version`` is the prompt format (:data:`PROMPT_VERSIONS`); version 2 needs
+    ``state.role``.
 
     ``rho`` is made canonical (:func:`canonical_rho`); −1.0 renders ``<RHO> <RHO_FAIL>``.
     ``rho=None`` is the ρ-blind rendering: the ``<RHO>`` line is kept (so every other line
@@ -198,6 +222,15 @@ def build_prompt(state: PromptState, rho: float | None, k: int = DEFAULT_K) -> s
     The prompt ends with ``<OUTPUT>`` (no trailing space or newline): the target follows it
     directly.
     """
+    reservation = format_norm(state.reservation_norm)
+    if version == 2:
+        if state.role is None:
+            raise ValueError("prompt version 2 shows the decider's side: PromptState.role is None")
+        reservation = f"{state.role}:{reservation}"
+    elif version != 1:
+        raise ValueError(
+            f"unknown prompt version {version!r}; this Janus renders {PROMPT_VERSIONS}"
+        )
     rho_text = format_rho(rho)
     last = NO_OFFER if state.last_offer_norm is None else format_norm(state.last_offer_norm)
     history_text = format_history(state.history, k)
@@ -205,7 +238,7 @@ def build_prompt(state: PromptState, rho: float | None, k: int = DEFAULT_K) -> s
         f"<RHO> {rho_text}" if rho_text else "<RHO>",
         f"<TURN> {state.turn} / {state.max_turns}",
         f"<TURNS_REMAINING> {state.turns_remaining}",
-        f"<RESERVATION_NORM> {format_norm(state.reservation_norm)}",
+        f"<RESERVATION_NORM> {reservation}",
         f"<LAST_OFFER_NORM> {last}",
         f"<HISTORY> {history_text}" if history_text else "<HISTORY>",
         f"<INSTRUCTION> {INSTRUCTION}",

@@ -95,7 +95,10 @@ def tokenizer_corpus(
         target = (
             build_target("ACCEPT") if rng.random() < 0.3 else build_target("OFFER", rng.random())
         )
-        texts.append(build_prompt(state, rho, k) + target)
+        # Version 1 (no side on the reservation line): version 2 adds no word that the
+        # history's ``role:price`` entries do not already show, so the tokenizer (and every
+        # janus-tiny base built with it) is the same for both formats.
+        texts.append(build_prompt(state, rho, k, version=1) + target)
     return texts
 
 
