@@ -114,6 +114,32 @@ def _map_provenance(agent: Any) -> dict[str, Any] | None:
     }
 
 
+def _run_context(
+    config: EvaluationConfig,
+    agent: Any,
+    base_agent: Any,
+    base_model: str | None,
+    held_out_check: HeldOutCheck,
+) -> RunContext:
+    """What was evaluated and how it was played, as the agents report it."""
+    played = agent if agent is not None else base_agent
+    return RunContext(
+        adapter=None if config.run is None else str(config.run),
+        base_model=str(base_model or config.base_model or "") or None,
+        agent=getattr(agent, "label", None) if agent is not None else None,
+        base_agent=getattr(base_agent, "label", None) if base_agent is not None else None,
+        safety=getattr(played, "safety", config.safety),
+        temperature=config.temperature,
+        device=config.device,
+        dtype=str(getattr(played, "dtype", config.dtype)),
+        batch_size=config.batch_size,
+        threads=config.threads,
+        held_out_check=held_out_check,
+        rules=tuple(getattr(played, "rules", ()) or ()),
+        calibration_map=_map_provenance(agent),
+    )
+
+
 def evaluate(
     config: EvaluationConfig, *, agent: Any = None, base_agent: Any = None
 ) -> EvaluationResult:
@@ -179,22 +205,7 @@ def evaluate(
             progress=config.progress,
         )
         seconds = time.perf_counter() - start
-    played = agent if agent is not None else base_agent
-    run = RunContext(
-        adapter=None if config.run is None else str(config.run),
-        base_model=str(base_model or config.base_model or "") or None,
-        agent=getattr(agent, "label", None) if agent is not None else None,
-        base_agent=getattr(base_agent, "label", None) if base_agent is not None else None,
-        safety=getattr(played, "safety", config.safety),
-        temperature=config.temperature,
-        device=config.device,
-        dtype=str(getattr(played, "dtype", config.dtype)),
-        batch_size=config.batch_size,
-        threads=config.threads,
-        held_out_check=held_out_check,
-        rules=tuple(getattr(played, "rules", ()) or ()),
-        calibration_map=_map_provenance(agent),
-    )
+    run = _run_context(config, agent, base_agent, base_model, held_out_check)
     summary = summarize(
         records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds
     )

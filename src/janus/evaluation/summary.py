@@ -299,6 +299,20 @@ def _configuration_block(
     )
 
 
+def _configurations(
+    by_config: dict[str, list[EpisodeRecord]], plan: EvaluationPlan, n_resamples: int
+) -> dict[str, ConfigurationSummary]:
+    """One block per played configuration: the plan's, then the scripted baselines."""
+    order = [*plan.configurations, *(SCRIPTED_PREFIX + s for s in plan.baselines)]
+    base_rows = by_config.get(BASE)
+    seed = subseed(plan.seed, "configuration")
+    return {
+        name: _configuration_block(by_config[name], plan, name, seed, n_resamples, base_rows)
+        for name in order
+        if by_config.get(name)
+    }
+
+
 def _run_info(
     plan: EvaluationPlan, context: RunContext, episodes: int, n_resamples: int
 ) -> RunInfo:
@@ -379,14 +393,7 @@ def summarize(
     main, raw, ablations = _calibrations(sweep, sweep_raw, plan, n_resamples)
     headline = "held_out" if plan.held_out_opponents else "all"
 
-    order = [*plan.configurations, *(SCRIPTED_PREFIX + s for s in plan.baselines)]
-    base_rows = by_config.get(BASE)
-    seed = subseed(plan.seed, "configuration")
-    configurations = {
-        name: _configuration_block(by_config[name], plan, name, seed, n_resamples, base_rows)
-        for name in order
-        if by_config.get(name)
-    }
+    configurations = _configurations(by_config, plan, n_resamples)
     played = [r for r in sweep if r.channels == "both"]
     n = len(records)
     timing = None
