@@ -116,7 +116,7 @@ class Interval(Record):
         return self.low is not None and self.high is not None
 
     def __contains__(self, value: float) -> bool:
-        return self.defined and self.low <= value <= self.high  # type: ignore[operator]
+        return self.low is not None and self.high is not None and self.low <= value <= self.high
 
     def __iter__(self) -> Iterator[float | None]:
         return iter((self.low, self.high))

@@ -15,10 +15,11 @@ an older Janus refuses the new file in one line instead of misreading it.
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from janus.evaluation.codec import FLAT, OMIT_NONE, FormatError, Interval, Record
 
@@ -54,6 +55,7 @@ FORMAT = "janus-evaluation"
 FORMAT_VERSION = 1
 #: The opponent sets a calibration or a metrics block is computed over.
 SUBSETS = ("held_out", "in_pool", "all")
+R = TypeVar("R", bound=Record)
 
 
 def counter(source: str | None = None) -> Any:
@@ -74,6 +76,24 @@ def sum_counters(cls: type[Record], records: Iterable[Any]) -> dict[str, int]:
         for name, attribute in sources.items():
             totals[name] += int(getattr(r, attribute))
     return totals
+
+
+def _nothing(cls: type[R]) -> R:
+    """``cls`` over no episodes: counts 0, statistics ``None``, intervals undefined, nested
+    records the same (so a new field needs no line here)."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        tp = hints[f.name]
+        if tp is int:
+            values[f.name] = 0
+        elif tp is Interval:
+            values[f.name] = Interval(low=None, high=None)
+        elif isinstance(tp, type) and issubclass(tp, Record):
+            values[f.name] = _nothing(tp)
+        else:
+            values[f.name] = None
+    return cls(**values)
 
 
 # ---------------------------------------------------------------------------- calibration
@@ -203,29 +223,14 @@ class EpisodeMetrics(Record):
 
     @classmethod
     def empty(cls) -> EpisodeMetrics:
-        none = Interval(low=None, high=None)
-        rates = dict.fromkeys(
-            ("agreement_rate", "utility", "utility_agreed", "opponent_utility", "achieved_rho"),
-        )
-        rates |= dict.fromkeys(("win_rate", "tie_rate", "loss_rate", "turns"))
-        return cls(
-            episodes=0,
-            agreements=0,
-            agreement_rate_ci=none,
-            utility_ci=none,
-            utility_agreed_ci=none,
-            invalid_action_rate=None,
-            habits=Habits(repeated_offer_rate=None, **sum_counters(Habits, ())),
-            **rates,
-            **sum_counters(cls, ()),
-        )
+        return _nothing(cls)
 
     def compact_json(self) -> dict[str, Any] | None:
         return {"episodes": 0} if self.episodes == 0 else None
 
     @classmethod
     def from_compact_json(cls, data: Mapping[str, Any]) -> Self | None:
-        return cls.empty() if data.get("episodes") == 0 else None  # type: ignore[return-value]
+        return _nothing(cls) if data.get("episodes") == 0 else None
 
 
 @dataclass(frozen=True, kw_only=True)
