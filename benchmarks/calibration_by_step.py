@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from janus.evaluation import apply_evaluation_preset, evaluate
+from janus.evaluation.tables import fmt, with_ci
 
 
 def main() -> None:
@@ -57,17 +58,13 @@ def main() -> None:
             start = time.perf_counter()
             summary = evaluate(config).summary
             seconds = time.perf_counter() - start
-            block = summary["calibration"]
-            curve = " ".join(
-                "–" if p["mean_achieved"] is None else f"{p['mean_achieved']:.2f}"
-                for p in block["curve"]
-            )
-            low, high = block["mae_ci"]
+            block = summary.calibration
+            curve = " ".join(fmt(p.mean_achieved, 2) for p in block.curve)
             print(
-                f"| {checkpoint.name} | {summary['run']['episodes']} | {block['mae']:.3f} "
-                f"[{low:.3f}, {high:.3f}] | {block['spearman']:.3f} | {block['slope']:.3f} | "
-                f"{block['intercept']:.3f} | {block['agreement_rate']:.3f} | {curve} | "
-                f"{seconds:.0f} |",
+                f"| {checkpoint.name} | {summary.run.episodes} | "
+                f"{with_ci(block.mae, block.mae_ci)} | {fmt(block.spearman)} | "
+                f"{fmt(block.slope)} | {fmt(block.intercept)} | {fmt(block.agreement_rate)} | "
+                f"{curve} | {seconds:.0f} |",
                 flush=True,
             )
 

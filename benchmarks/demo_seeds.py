@@ -19,40 +19,46 @@ import math
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+
+from janus.evaluation import EvaluationSummary, load_summary
 
 # Two-sided 97.5% quantiles of Student's t for small samples (df = n − 1).
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306}
 
 
-def headline(summary: dict[str, Any]) -> dict[str, float]:
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def headline(summary: EvaluationSummary) -> dict[str, float]:
     """The figures issue 12 sets goals on, from one report's summary."""
-    held = summary["calibration"]
-    raw = (summary.get("calibration_raw") or {}).get("held_out") or {}
-    configurations = summary["configurations"]
+    held = summary.calibration
+    raw = summary.calibration_raw.held_out if summary.calibration_raw else None
+    configurations = summary.configurations
     standard = configurations["standard"]
-    scripts = {n: c for n, c in configurations.items() if c["kind"] == "scripted"}
-    best_script = max(scripts.values(), key=lambda c: c["utility"]) if scripts else None
+    scripts = [c.all for c in configurations.values() if c.kind == "scripted"]
+    best_script = max(scripts, key=lambda m: _or_nan(m.utility)) if scripts else None
+    habits = summary.habits.get("janus")
     figures = {
-        "held_out_mae": held["mae"],
-        "held_out_slope": held["slope"],
-        "held_out_spearman": held["spearman"],
-        "held_out_violations": held["monotonicity_violations"],
-        "held_out_agreement": held["agreement_rate"],
-        "raw_held_out_mae": raw.get("mae", math.nan),
-        "raw_held_out_slope": raw.get("slope", math.nan),
-        "standard_utility": standard["utility"],
-        "standard_agreement": standard["agreement_rate"],
-        "standard_minus_base": standard.get("vs_base", {}).get("utility_diff", math.nan),
-        "best_script_utility": best_script["utility"] if best_script else math.nan,
-        "walked_away_sweep": summary["habits"].get("janus", {}).get("walked_away", math.nan),
-        "worse_counters_janus": summary["habits"].get("janus", {}).get("worse_counters", math.nan),
-        "invalid_actions": summary["invalid_actions"],
-        "outside_zopa": summary["agreements_outside_zopa"],
+        "held_out_mae": held.mae,
+        "held_out_slope": held.slope,
+        "held_out_spearman": held.spearman,
+        "held_out_violations": held.monotonicity_violations,
+        "held_out_agreement": held.agreement_rate,
+        "raw_held_out_mae": raw.mae if raw else math.nan,
+        "raw_held_out_slope": raw.slope if raw else math.nan,
+        "standard_utility": standard.all.utility,
+        "standard_agreement": standard.all.agreement_rate,
+        "standard_minus_base": standard.vs_base.utility_diff if standard.vs_base else math.nan,
+        "best_script_utility": best_script.utility if best_script else math.nan,
+        "walked_away_sweep": habits.walked_away if habits else math.nan,
+        "worse_counters_janus": habits.worse_counters if habits else math.nan,
+        "invalid_actions": summary.invalid_actions,
+        "outside_zopa": summary.agreements_outside_zopa,
     }
-    for point in held["curve"]:
-        figures[f"agreement_at_{point['rho']:.1f}"] = point["agreement_rate"]
-    return figures
+    for point in held.curve:
+        figures[f"agreement_at_{point.rho:.1f}"] = point.agreement_rate
+    return {key: _or_nan(value) for key, value in figures.items()}
 
 
 def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -85,8 +91,7 @@ def main() -> None:
             start = time.perf_counter()
             run_demo(workdir=args.root / f"seed-{seed}", out=report, seed=seed, progress=False)
             seconds[seed] = time.perf_counter() - start
-        summary = json.loads((report / "summary.json").read_text())
-        per_seed.append(headline(summary))
+        per_seed.append(headline(load_summary(report)))
     result = {"seeds": args.seeds, "seconds": seconds, "per_seed": per_seed}
     result["aggregate"] = aggregate(per_seed)
     args.out.write_text(json.dumps(result, indent=2))

@@ -11,7 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from janus.cli import app
-from janus.evaluation import apply_evaluation_preset, evaluate, make_plan, plan_episodes
+from janus.evaluation import (
+    apply_evaluation_preset,
+    evaluate,
+    load_summary,
+    make_plan,
+    plan_episodes,
+)
 from janus.evaluation.compare import COMPARISON_FILES, compare_reports
 from janus.strategies import held_out_pool
 from test_evaluate import FakeAgent, small_config
@@ -45,12 +51,13 @@ def test_comparison_holds_each_reports_own_headline_numbers(two_reports, tmp_pat
     good, poor, _ = two_reports
     data = compare_reports([good, poor], tmp_path / "cmp", labels=["good", "poor"])
     for label, report in (("good", good), ("poor", poor)):
-        summary = json.loads((report / "summary.json").read_text())
+        summary = load_summary(report)
         row = next(r for r in data["reports"] if r["label"] == label)
         for key in ("mae", "spearman", "slope", "agreement_rate"):
-            assert row[key] == summary["calibration"][key]
-        assert [p["rho"] for p in row["curve"]] == summary["run"]["rho_grid"]
-        assert row["invalid_actions_all"] == summary["invalid_actions"]
+            assert row[key] == getattr(summary.calibration, key)
+        assert row["mae_ci"] == [summary.calibration.mae_ci.low, summary.calibration.mae_ci.high]
+        assert tuple(p["rho"] for p in row["curve"]) == summary.run.rho_grid
+        assert row["invalid_actions_all"] == summary.invalid_actions
     rows = {r["label"]: r for r in data["reports"]}
     assert rows["good"]["mae"] < rows["poor"]["mae"]  # the fakes differ as built
     assert data["episodes"] == len(plan_episodes(make_plan(small_config(tmp_path, **KWARGS))))

@@ -10,6 +10,7 @@ import json
 import math
 import random
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from janus.evaluation import (
     evaluate,
     headline_table,
     linear_fit,
+    load_summary,
     make_plan,
     mean_ci,
     monotonicity_violations,
@@ -31,6 +33,7 @@ from janus.evaluation import (
     rankdata,
     spearman,
 )
+from janus.evaluation.summary_types import RhoPair
 
 # ---------------------------------------------------------------------- fake agents
 
@@ -313,16 +316,18 @@ def test_report_files_and_summary_layout(fake_run) -> None:
     assert not list(out.parent.glob(".*tmp-*"))
     for png in result.plots.values():
         assert png.read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads(result.summary_json.read_text())
-    assert summary == result.summary
+    written = json.loads(result.summary_json.read_text())
+    assert written == result.summary.to_json()
     for key in ("mae", "spearman", "slope", "intercept", "per_episode_mae"):
-        assert key in summary["calibration"]
-    assert summary["headline_set"] == "held_out"
-    assert summary["calibration"]["opponents"] == ["conceder_fast", "micro_coarse"]
-    assert summary["calibration_in_pool"]["opponents"] == ["boulware", "fair"]
-    assert summary["calibration"] == summary["ablations"]["both"]["held_out"]
-    assert set(summary["ablations"]) == {"both", "text", "weights"}
-    assert list(summary["configurations"]) == [
+        assert key in written["calibration"]
+    summary = load_summary(result.out_dir)
+    assert summary == result.summary
+    assert summary.headline_set == "held_out"
+    assert summary.calibration.opponents == ("conceder_fast", "micro_coarse")
+    assert summary.calibration_in_pool.opponents == ("boulware", "fair")
+    assert summary.calibration == summary.ablations["both"].held_out
+    assert set(summary.ablations) == {"both", "text", "weights"}
+    assert list(summary.configurations) == [
         "base",
         "standard",
         "extreme",
@@ -331,17 +336,18 @@ def test_report_files_and_summary_layout(fake_run) -> None:
         "script:boulware",
         "script:fair",
     ]
-    standard = summary["configurations"]["standard"]
-    assert standard["rho"] == {"buyer": 0.2, "seller": 0.8}
-    assert standard["episodes"] == len(OPPONENTS) * 2 * 2
-    assert 0.0 <= standard["agreement_rate"] <= 1.0
-    assert standard["utility_ci"][0] <= standard["utility"] <= standard["utility_ci"][1]
-    assert standard["win_rate"] + standard["tie_rate"] + standard["loss_rate"] == pytest.approx(1)
-    assert set(standard["by_opponent"]) == set(OPPONENTS)  # one opponent set for every row
-    assert {c["episodes"] for c in summary["configurations"].values()} == {16}
-    assert standard["vs_base"]["pairs"] == 16
-    assert isinstance(summary["invalid_actions"], int)
-    assert summary["agreements_outside_zopa"] == 0
+    standard = summary.configurations["standard"]
+    assert standard.rho == RhoPair(buyer=0.2, seller=0.8)
+    overall = standard.all
+    assert overall.episodes == len(OPPONENTS) * 2 * 2
+    assert 0.0 <= overall.agreement_rate <= 1.0
+    assert overall.utility in overall.utility_ci
+    assert overall.win_rate + overall.tie_rate + overall.loss_rate == pytest.approx(1)
+    assert set(standard.by_opponent) == set(OPPONENTS)  # one opponent set for every row
+    assert {c.all.episodes for c in summary.configurations.values()} == {16}
+    assert standard.vs_base.pairs == 16
+    assert isinstance(summary.invalid_actions, int)
+    assert summary.agreements_outside_zopa == 0
     table = headline_table(summary)
     assert "MAE over the grid" in table and "script:fair" in table and "held-out" in table
     report = result.report_md.read_text()
@@ -351,7 +357,7 @@ def test_report_files_and_summary_layout(fake_run) -> None:
 def test_episodes_csv_rows_and_recomputed_calibration(fake_run) -> None:
     result, _ = fake_run
     rows = read_csv(result.episodes_csv)
-    assert len(rows) == result.summary["run"]["episodes"] == 16 * 7 + 3 * 11 * 16
+    assert len(rows) == result.summary.run.episodes == 16 * 7 + 3 * 11 * 16
     row = rows[0]
     for column in ("buyer_max", "seller_min", "first_mover", "seed", "offers", "achieved_rho"):
         assert column in row
@@ -363,12 +369,12 @@ def test_episodes_csv_rows_and_recomputed_calibration(fake_run) -> None:
         headline = r["channels"] == "both" and r["held_out"] == "1"
         if r["configuration"] == SWEEP and headline and r["outcome"] == "agreement":
             by_rho[float(r["requested_rho"])].append(float(r["achieved_rho"]))
-    curve = result.summary["calibration"]["curve"]
+    curve = result.summary.calibration.curve
     for point in curve:
-        values = by_rho.get(point["rho"], [])
-        assert point["agreements"] == len(values)
+        values = by_rho.get(point.rho, [])
+        assert point.agreements == len(values)
         if values:
-            assert point["mean_achieved"] == pytest.approx(np.mean(values))
+            assert point.mean_achieved == pytest.approx(np.mean(values))
     # Paired: the same (opponent, role, index) has the same seed and reservations everywhere.
     cells = defaultdict(set)
     for r in rows:
@@ -391,23 +397,21 @@ def test_the_opponent_behaves_identically_across_configurations(fake_run) -> Non
 
 def test_calibration_and_ablations_reflect_the_fake_agents_known_behaviour(fake_run) -> None:
     summary = fake_run[0].summary
-    both = summary["ablations"]["both"]["all"]
-    assert both["slope"] > 0.3 and both["spearman"] > 0.8
+    both = summary.ablations["both"].all
+    assert both.slope > 0.3 and both.spearman > 0.8
     # The fake listens to the weights only: weights-only equals both, text-only is flat.
-    weights = summary["ablations"]["weights"]["all"]
-    assert [p["mean_achieved"] for p in weights["curve"]] == [
-        p["mean_achieved"] for p in both["curve"]
-    ]
-    text = summary["ablations"]["text"]["all"]
-    means = [p["mean_achieved"] for p in text["curve"]]
+    weights = summary.ablations["weights"].all
+    assert [p.mean_achieved for p in weights.curve] == [p.mean_achieved for p in both.curve]
+    text = summary.ablations["text"].all
+    means = [p.mean_achieved for p in text.curve]
     assert max(means) - min(means) < 1e-12
-    assert text["slope"] == pytest.approx(0.0, abs=1e-9)
-    assert text["spearman"] is None  # constant curve: undefined, written as null
-    assert text["monotonicity_violations"] == 0
+    assert text.slope == pytest.approx(0.0, abs=1e-9)
+    assert text.spearman is None  # constant curve: undefined, written as null
+    assert text.monotonicity_violations == 0
     # Extreme asks for more than flipped in both roles: it must earn more utility.
-    configurations = summary["configurations"]
-    assert configurations["extreme"]["utility"] > configurations["flipped"]["utility"]
-    buyer_curve = summary["concession"]["buyer"]
+    configurations = summary.configurations
+    assert configurations["extreme"].all.utility > configurations["flipped"].all.utility
+    buyer_curve = summary.concession.buyer
     assert set(buyer_curve) == {f"{g / 10:.2f}" for g in range(11)}
 
 
@@ -431,15 +435,15 @@ def test_exact_calibration_with_an_oracle_that_knows_the_zopa(tmp_path: Path) ->
         scripted_baselines=False,
     )
     result = evaluate(config, agent=FakeAgent(guess=500.0, oracle=True))
-    calibration = result.summary["calibration_all"]
-    assert calibration["agreements"] > 0
-    assert calibration["grid_points_used"] == 11
-    assert calibration["mae"] == pytest.approx(0.0, abs=1e-9)
-    assert calibration["per_episode_mae"] == pytest.approx(0.0, abs=1e-9)
-    assert calibration["slope"] == pytest.approx(1.0)
-    assert calibration["intercept"] == pytest.approx(0.0, abs=1e-9)
-    assert calibration["spearman"] == pytest.approx(1.0)
-    assert calibration["monotonicity_violations"] == 0
+    calibration = result.summary.calibration_all
+    assert calibration.agreements > 0
+    assert calibration.grid_points_used == 11
+    assert calibration.mae == pytest.approx(0.0, abs=1e-9)
+    assert calibration.per_episode_mae == pytest.approx(0.0, abs=1e-9)
+    assert calibration.slope == pytest.approx(1.0)
+    assert calibration.intercept == pytest.approx(0.0, abs=1e-9)
+    assert calibration.spearman == pytest.approx(1.0)
+    assert calibration.monotonicity_violations == 0
 
 
 def test_invalid_actions_and_safety_counts_are_recorded(tmp_path: Path) -> None:
@@ -449,11 +453,11 @@ def test_invalid_actions_and_safety_counts_are_recorded(tmp_path: Path) -> None:
     rows = read_csv(result.episodes_csv)
     opened = sum(r["first_mover"] == r["janus_role"] for r in rows)
     assert opened == len(rows) // 2  # first mover balanced
-    assert result.summary["invalid_actions"] == opened
-    assert result.summary["configurations"]["neutral"]["invalid_actions"] == opened
+    assert result.summary.invalid_actions == opened
+    assert result.summary.configurations["neutral"].all.invalid_actions == opened
     assert sum(int(r["invalid_actions"]) for r in rows) == opened
     clamped = sum(int(r["safety_clamped_offers"]) for r in rows)
-    assert result.summary["safety"]["clamped_offers"] == clamped
+    assert result.summary.safety.clamped_offers == clamped
 
 
 def test_same_seed_same_report_and_another_seed_differs(tmp_path: Path) -> None:
@@ -462,8 +466,8 @@ def test_same_seed_same_report_and_another_seed_differs(tmp_path: Path) -> None:
     a = evaluate(small_config(tmp_path, "a", **kwargs), agent=FakeAgent())
     b = evaluate(small_config(tmp_path, "b", **kwargs), agent=FakeAgent())
     c = evaluate(small_config(tmp_path, "c", seed=8, **kwargs), agent=FakeAgent())
-    strip = lambda s: {k: v for k, v in s.items() if k != "timing"}  # noqa: E731
-    assert strip(a.summary) == strip(b.summary)
+    assert replace(a.summary, timing=None) == replace(b.summary, timing=None)
+    assert replace(a.summary, timing=None) != replace(c.summary, timing=None)
     assert a.episodes_csv.read_bytes() == b.episodes_csv.read_bytes()
     assert a.episodes_csv.read_bytes() != c.episodes_csv.read_bytes()
 
@@ -513,8 +517,8 @@ def test_held_out_opponents_seen_in_training_are_flagged(tmp_path: Path) -> None
     (adapter / "adapter_config.json").write_text(json.dumps(config))
     kwargs = dict(configurations=["neutral"], calibration=False, scripted_baselines=False)
     clean = evaluate(small_config(tmp_path, "a", run=tmp_path / "run", **kwargs), agent=FakeAgent())
-    check = clean.summary["run"]["held_out_check"]
-    assert check["checked"] and check["seen_in_training"] == []
+    check = clean.summary.run.context.held_out_check
+    assert check.checked and check.seen_in_training == ()
 
     pq.write_table(pa.table({"buyer_strategy": ["micro_coarse"], "seller_strategy": ["fair"]}),
                    data / "trajectory_outcomes.parquet")  # fmt: skip
@@ -522,7 +526,7 @@ def test_held_out_opponents_seen_in_training_are_flagged(tmp_path: Path) -> None
         leaky = evaluate(
             small_config(tmp_path, "b", run=tmp_path / "run", **kwargs), agent=FakeAgent()
         )
-    assert leaky.summary["run"]["held_out_check"]["seen_in_training"] == ["micro_coarse"]
+    assert leaky.summary.run.context.held_out_check.seen_in_training == ("micro_coarse",)
     assert "held-out check failed" in leaky.report_md.read_text()
 
 
@@ -586,15 +590,16 @@ def test_end_to_end_with_a_real_tiny_janus_agent(tmp_path: Path) -> None:
     result = evaluate(config)  # plays on 1 thread
     assert torch.get_num_threads() == threads  # and restores torch's setting
     summary = result.summary
-    assert summary["run"]["agent"] == "janus" and summary["run"]["base_agent"] == "base"
-    assert summary["run"]["base_model"] == str(tmp_path / "janus-tiny")
-    assert summary["run"]["episodes"] == 4 * 2 + 3 * 3 * 4
-    assert summary["calibration"]["opponents"] == ["conceder_fast"]
-    assert summary["calibration_in_pool"] is None
-    assert summary["agreements_outside_zopa"] == 0  # safety is on
+    context = summary.run.context
+    assert context.agent == "janus" and context.base_agent == "base"
+    assert context.base_model == str(tmp_path / "janus-tiny")
+    assert summary.run.episodes == 4 * 2 + 3 * 3 * 4
+    assert summary.calibration.opponents == ("conceder_fast",)
+    assert summary.calibration_in_pool is None
+    assert summary.agreements_outside_zopa == 0  # safety is on
     rows = read_csv(result.episodes_csv)
     assert sum(int(r["decisions"]) for r in rows) > 0
-    assert summary["invalid_actions"] == sum(int(r["invalid_actions"]) for r in rows)
+    assert summary.invalid_actions == sum(int(r["invalid_actions"]) for r in rows)
     assert "calibration" in result.plots
     assert "configuration" in headline_table(summary)
 
@@ -670,10 +675,10 @@ def test_an_adapter_with_a_map_is_evaluated_calibrated_and_raw_side_by_side(
         domain=DomainConfig(max_turns=6),
     )
     summary = evaluate(config).summary
-    assert summary["calibrated"] is True
-    assert summary["calibration_raw"]["held_out"]["episodes"] == 3 * 2
-    assert summary["calibration"]["episodes"] == 3 * 2
-    assert summary["run"]["calibration_map"]["opponents"] == ["linear"]
+    assert summary.calibrated is True
+    assert summary.calibration_raw.held_out.episodes == 3 * 2
+    assert summary.calibration.episodes == 3 * 2
+    assert summary.run.context.calibration_map["opponents"] == ("linear",)
     rows_csv = read_csv(tmp_path / "report" / "episodes.csv")
     mapped = [r for r in rows_csv if r["configuration"] == SWEEP]
     raw = [r for r in rows_csv if r["configuration"] == "sweep-raw"]
@@ -685,4 +690,4 @@ def test_an_adapter_with_a_map_is_evaluated_calibrated_and_raw_side_by_side(
     raw_only = evaluate(
         small_config(tmp_path, "raw", **{**config.__dict__, "out": tmp_path / "raw", "raw": True})
     ).summary
-    assert raw_only["calibrated"] is False and raw_only["calibration_raw"] is None
+    assert raw_only.calibrated is False and raw_only.calibration_raw is None

@@ -59,7 +59,9 @@ _LAZY: dict[str, str] = {
     # evaluation
     "EvaluationConfig": "janus.evaluation",
     "EvaluationResult": "janus.evaluation",
+    "EvaluationSummary": "janus.evaluation",
     "evaluate": "janus.evaluation",
+    "load_summary": "janus.evaluation",
     "headline_table": "janus.evaluation",
     "compare_reports": "janus.evaluation",
 }

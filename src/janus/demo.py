@@ -20,9 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from janus.domain import DomainConfig
+
+if TYPE_CHECKING:  # the evaluation imports numpy and matplotlib: only when the demo runs
+    from janus.evaluation.summary_types import EvaluationSummary
 
 BASES: tuple[str, ...] = ("janus-tiny", "smollm2")
 
@@ -131,7 +134,7 @@ SIZES: dict[tuple[str, bool], DemoSizes] = {
 @dataclass
 class DemoResult:
     report_dir: Path
-    summary: dict[str, Any]
+    summary: EvaluationSummary
     seconds: dict[str, float] = field(default_factory=dict)
 
 

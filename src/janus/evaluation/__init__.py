@@ -7,21 +7,26 @@ This package is the public face of ``janus evaluate``; its API is re-exported he
     result = evaluate(EvaluationConfig(run="runs/janus", out="reports/janus"))
     print(headline_table(result.summary))
 
-``summary.json`` holds ``calibration`` (the headline: held-out opponents), ``calibration_in_pool``,
-``calibration_all``, ``ablations`` (per channel: both / text / weights, per opponent set),
-``configurations`` (per configuration: agreement rate, utility, win/tie/loss, turns, validity
-and safety counts with 95% bootstrap intervals, split by held-out/in-pool, role and opponent,
-and the paired difference with the base model), ``invalid_actions``,
-``agreements_outside_zopa``, ``safety``, ``concession`` and ``run`` (what was evaluated).
+``result.summary`` is an :class:`EvaluationSummary` (frozen records, what ``summary.json``
+holds; read one back with :func:`load_summary`): ``calibration`` (the headline: held-out
+opponents), ``calibration_in_pool``, ``calibration_all``, ``ablations`` (per channel: both /
+text / weights, per opponent set), ``configurations`` (per configuration: agreement rate,
+utility, win/tie/loss, turns, validity and safety counts with 95% bootstrap intervals, split by
+held-out/in-pool, role and opponent, and the paired difference with the base model),
+``invalid_actions``, ``agreements_outside_zopa``, ``safety``, ``habits``, ``concession`` and
+``run`` (what was evaluated).
 
 Modules:
 
 - :mod:`~janus.evaluation.harness`: :class:`EvaluationConfig`, the paired episode plan
   (:func:`plan_episodes`), batched play (:func:`play_episodes`), :class:`EpisodeRecord`;
 - :mod:`~janus.evaluation.stats`: Spearman, least squares, seeded bootstrap, calibration;
-- :mod:`~janus.evaluation.summary`: records → ``summary.json``;
-- :mod:`~janus.evaluation.plots` and :mod:`~janus.evaluation.report`: figures, Markdown,
-  CSV, atomic report directory, :func:`headline_table`;
+- :mod:`~janus.evaluation.summary_types`: the typed summary, its format version, reading it
+  back; :mod:`~janus.evaluation.codec`: the records' JSON rules;
+- :mod:`~janus.evaluation.summary`: episode records → :class:`EvaluationSummary`;
+- :mod:`~janus.evaluation.tables`, :mod:`~janus.evaluation.plots` and
+  :mod:`~janus.evaluation.report`: Markdown tables (:func:`headline_table`), figures, CSV,
+  atomic report directory;
 - :mod:`~janus.evaluation.compare`: reports of the same paired episodes side by side;
 - :mod:`~janus.evaluation.presets`: named sizes (``full``, ``cpu-demo``, ``cpu-real``);
 - :mod:`~janus.evaluation.runner`: :func:`evaluate`.
@@ -52,7 +57,7 @@ from janus.evaluation.presets import (
     apply_evaluation_preset,
     evaluation_preset,
 )
-from janus.evaluation.report import headline_table, render_report
+from janus.evaluation.report import render_report
 from janus.evaluation.runner import (
     EvaluationResult,
     default_out_dir,
@@ -68,6 +73,8 @@ from janus.evaluation.stats import (
     spearman,
 )
 from janus.evaluation.summary import summarize
+from janus.evaluation.summary_types import EvaluationSummary, FormatError, load_summary
+from janus.evaluation.tables import headline_table
 
 __all__ = [
     "BASE",
@@ -83,6 +90,8 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationPlan",
     "EvaluationResult",
+    "EvaluationSummary",
+    "FormatError",
     "apply_evaluation_preset",
     "bootstrap_ci",
     "build_match",
@@ -94,6 +103,7 @@ __all__ = [
     "evaluation_preset",
     "headline_table",
     "linear_fit",
+    "load_summary",
     "make_plan",
     "mean_ci",
     "monotonicity_violations",

@@ -25,8 +25,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from janus.atomic import atomic_directory
-from janus.evaluation.plots import _calibration_axes, _curve, _nan
-from janus.evaluation.report import EPISODES_FILE, SUMMARY_FILE, _f, _table, _with_ci
+from janus.evaluation.codec import encode
+from janus.evaluation.plots import calibration_axes, calibration_curve
+from janus.evaluation.report import EPISODES_FILE, SUMMARY_FILE
+from janus.evaluation.summary_types import CalibrationBlock, EvaluationSummary, load_summary
+from janus.evaluation.tables import fmt, markdown_table, with_ci
 
 __all__ = [
     "COMPARISON_FILES",
@@ -62,22 +65,23 @@ class ComparedReport:
 
     label: str
     path: Path
-    summary: dict[str, Any]
+    summary: EvaluationSummary
     episode_keys: tuple[tuple[str, ...], ...]
 
     @property
-    def calibration(self) -> dict[str, Any] | None:
+    def calibration(self) -> CalibrationBlock | None:
         """The headline calibration block (held-out opponents when there are any)."""
-        return self.summary.get("calibration")
+        return self.summary.calibration
 
 
-def _default_label(path: Path, summary: dict[str, Any]) -> str:
-    base = (summary.get("run") or {}).get("base_model")
-    return Path(str(base)).name if base else path.name
+def _default_label(path: Path, summary: EvaluationSummary) -> str:
+    base = summary.run.context.base_model
+    return Path(base).name if base else path.name
 
 
 def load_report(path: str | Path, label: str | None = None) -> ComparedReport:
-    """Read ``summary.json`` and the pairing columns of ``episodes.csv`` of a report."""
+    """Read ``summary.json`` (typed and version-checked) and the pairing columns of
+    ``episodes.csv`` of a report."""
     path = Path(path).expanduser()
     summary_file = path / SUMMARY_FILE
     episodes_file = path / EPISODES_FILE
@@ -85,10 +89,7 @@ def load_report(path: str | Path, label: str | None = None) -> ComparedReport:
         raise FileNotFoundError(f"{path}: no {SUMMARY_FILE} (not a janus evaluate report)")
     if not episodes_file.is_file():
         raise FileNotFoundError(f"{path}: no {EPISODES_FILE} (not a janus evaluate report)")
-    try:
-        summary = json.loads(summary_file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{summary_file}: not valid JSON ({error})") from None
+    summary = load_summary(summary_file)
     with episodes_file.open(newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
@@ -127,96 +128,118 @@ def check_paired(reports: Sequence[ComparedReport]) -> None:
             )
 
 
-def _janus_count(summary: dict[str, Any], key: str) -> int:
-    """A count over the adapter's own episodes (``kind == janus``), not the base's."""
-    return int((summary.get(f"{key}_by_kind") or {}).get("janus", 0))
+def _row(report: ComparedReport) -> dict[str, Any]:
+    """One report's entry of ``comparison.json``."""
+    summary = report.summary
+    block = report.calibration
+    headline = {
+        key: encode(getattr(block, key)) if block is not None else None
+        for key in (
+            "mae",
+            "mae_ci",
+            "spearman",
+            "slope",
+            "slope_ci",
+            "agreement_rate",
+            "monotonicity_violations",
+        )
+    }
+    return {
+        "label": report.label,
+        "report": str(report.path),
+        "base_model": summary.run.context.base_model,
+        "adapter": summary.run.context.adapter,
+        "dtype": summary.run.context.dtype,
+        "headline_set": summary.headline_set,
+        **headline,
+        # Counts over the adapter's own episodes (kind janus), not the base's; then all.
+        "invalid_actions_janus": summary.invalid_actions_by_kind.get("janus", 0),
+        "outside_zopa_janus": summary.agreements_outside_zopa_by_kind.get("janus", 0),
+        "invalid_actions_all": summary.invalid_actions,
+        "outside_zopa_all": summary.agreements_outside_zopa,
+        "curve": encode(block.curve) if block is not None else [],
+        "seconds": summary.timing.seconds if summary.timing else None,
+    }
 
 
 def comparison_data(reports: Sequence[ComparedReport]) -> dict[str, Any]:
     """The numbers of the comparison, one entry per report (what ``comparison.json`` holds)."""
-    rows = []
-    for report in reports:
-        block = report.calibration or {}
-        run = report.summary.get("run") or {}
-        rows.append(
-            {
-                "label": report.label,
-                "report": str(report.path),
-                "base_model": run.get("base_model"),
-                "adapter": run.get("adapter"),
-                "dtype": run.get("dtype"),
-                "headline_set": report.summary.get("headline_set"),
-                "mae": block.get("mae"),
-                "mae_ci": block.get("mae_ci"),
-                "spearman": block.get("spearman"),
-                "slope": block.get("slope"),
-                "slope_ci": block.get("slope_ci"),
-                "agreement_rate": block.get("agreement_rate"),
-                "monotonicity_violations": block.get("monotonicity_violations"),
-                "invalid_actions_janus": _janus_count(report.summary, "invalid_actions"),
-                "outside_zopa_janus": _janus_count(report.summary, "agreements_outside_zopa"),
-                "invalid_actions_all": report.summary.get("invalid_actions"),
-                "outside_zopa_all": report.summary.get("agreements_outside_zopa"),
-                "curve": block.get("curve") or [],
-                "seconds": (report.summary.get("timing") or {}).get("seconds"),
-            }
-        )
-    first = reports[0].summary.get("run") or {}
+    first = reports[0].summary.run
     return {
         "episodes": len(reports[0].episode_keys),
-        "seed": first.get("seed"),
-        "opponents": first.get("opponents"),
-        "held_out_opponents": first.get("held_out_opponents"),
-        "rho_grid": first.get("rho_grid"),
-        "reports": rows,
+        "seed": first.seed,
+        "opponents": list(first.opponents),
+        "held_out_opponents": list(first.held_out_opponents),
+        "rho_grid": list(first.rho_grid),
+        "reports": [_row(report) for report in reports],
     }
 
 
-def render_comparison(data: dict[str, Any]) -> str:
-    """Markdown: the headline table, then one row per requested ρ*."""
-    rows = data["reports"]
-    labels = [r["label"] for r in rows]
-    headline = [
-        ["calibration MAE [95% CI]", *(_with_ci(r["mae"], r["mae_ci"]) for r in rows)],
-        ["Spearman (ρ*, mean achieved)", *(_f(r["spearman"]) for r in rows)],
-        ["slope [95% CI]", *(_with_ci(r["slope"], r["slope_ci"]) for r in rows)],
-        ["monotonicity violations", *(_f(r["monotonicity_violations"]) for r in rows)],
-        ["agreement rate (sweep)", *(_f(r["agreement_rate"]) for r in rows)],
+def _headline_rows(reports: Sequence[ComparedReport]) -> list[list[str]]:
+    blocks = [r.calibration for r in reports]
+    summaries = [r.summary for r in reports]
+
+    def calibration(cell) -> list[str]:
+        return [cell(b) if b is not None else "–" for b in blocks]
+
+    return [
+        ["calibration MAE [95% CI]", *calibration(lambda b: with_ci(b.mae, b.mae_ci))],
+        ["Spearman (ρ*, mean achieved)", *calibration(lambda b: fmt(b.spearman))],
+        ["slope [95% CI]", *calibration(lambda b: with_ci(b.slope, b.slope_ci))],
+        ["monotonicity violations", *calibration(lambda b: fmt(b.monotonicity_violations))],
+        ["agreement rate (sweep)", *calibration(lambda b: fmt(b.agreement_rate))],
         [
             "invalid actions (Janus / all)",
-            *(f"{r['invalid_actions_janus']} / {r['invalid_actions_all']}" for r in rows),
+            *(
+                f"{s.invalid_actions_by_kind.get('janus', 0)} / {s.invalid_actions}"
+                for s in summaries
+            ),
         ],
         [
             "agreements outside the ZOPA (Janus / all)",
-            *(f"{r['outside_zopa_janus']} / {r['outside_zopa_all']}" for r in rows),
+            *(
+                f"{s.agreements_outside_zopa_by_kind.get('janus', 0)} / {s.agreements_outside_zopa}"
+                for s in summaries
+            ),
         ],
-        ["base weights dtype", *(str(r["dtype"]) for r in rows)],
-        ["evaluation time (s)", *(_f(r["seconds"], 0) for r in rows)],
+        ["base weights dtype", *(str(s.run.context.dtype) for s in summaries)],
+        [
+            "evaluation time (s)",
+            *(fmt(s.timing.seconds if s.timing else None, 0) for s in summaries),
+        ],
     ]
-    grid = sorted({p["rho"] for r in rows for p in r["curve"]})
+
+
+def render_comparison(reports: Sequence[ComparedReport]) -> str:
+    """Markdown: the headline table, then one row per requested ρ*."""
+    labels = [r.label for r in reports]
+    curves = [r.calibration.curve if r.calibration else () for r in reports]
+    grid = sorted({p.rho for curve in curves for p in curve})
     per_rho = []
     for rho in grid:
         cells = []
-        for r in rows:
-            point = next((p for p in r["curve"] if p["rho"] == rho), None)
-            if point is None:
-                cells.append("–")
-                continue
-            cells.append(f"{_f(point['mean_achieved'])} ({_f(point['agreement_rate'], 2)})")
+        for curve in curves:
+            point = next((p for p in curve if p.rho == rho), None)
+            cells.append(
+                "–"
+                if point is None
+                else f"{fmt(point.mean_achieved)} ({fmt(point.agreement_rate, 2)})"
+            )
         per_rho.append([f"{rho:.1f}", *cells])
-    subset = rows[0]["headline_set"] or "all"
+    first = reports[0].summary
+    opponents = first.run.held_out_opponents or first.run.opponents
     parts = [
         "# Comparison",
         "",
-        f"{data['episodes']} episodes per report, the same paired episodes in every report "
-        f"(seed {data['seed']}); calibration on the {subset.replace('_', '-')} opponents: "
-        f"{', '.join(data.get('held_out_opponents') or data.get('opponents') or [])}.",
+        f"{len(reports[0].episode_keys)} episodes per report, the same paired episodes in "
+        f"every report (seed {first.run.seed}); calibration on the "
+        f"{first.headline_set.replace('_', '-')} opponents: {', '.join(opponents)}.",
         "",
-        _table(["", *labels], headline),
+        markdown_table(["", *labels], _headline_rows(reports)),
         "",
         "## Per requested ρ*: mean achieved ρ (agreement rate)",
         "",
-        _table(["ρ*", *labels], per_rho),
+        markdown_table(["ρ*", *labels], per_rho),
         "",
         f"![calibration]({COMPARISON_FILES['plot']})",
         "",
@@ -224,24 +247,27 @@ def render_comparison(data: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def plot_comparison(data: dict[str, Any], path: Path) -> Path:
+def plot_comparison(reports: Sequence[ComparedReport], path: Path) -> Path:
     """Left: achieved vs requested ρ* per report (95% CIs, y = x); right: agreement rate."""
     fig = Figure(figsize=(12, 5))
     left, right = fig.subplots(1, 2)
     colors = colormaps["tab10"]
-    count = len(data["reports"])
-    for i, row in enumerate(data["reports"]):
-        # A row holds the report's calibration curve and MAE, as a summary's block does.
-        _curve(left, row, row["label"], colors(i), offset=(i - (count - 1) / 2) * 0.01)
+    count = len(reports)
+    for i, report in enumerate(reports):
+        block = report.calibration
+        if block is None:
+            continue
+        offset = (i - (count - 1) / 2) * 0.01
+        calibration_curve(left, block.curve, block.mae, report.label, colors(i), offset)
         right.plot(
-            [p["rho"] for p in row["curve"]],
-            [_nan(p["agreement_rate"]) for p in row["curve"]],
+            [p.rho for p in block.curve],
+            [float("nan") if p.agreement_rate is None else p.agreement_rate for p in block.curve],
             marker="o",
             ms=4,
             color=colors(i),
-            label=row["label"],
+            label=report.label,
         )
-    _calibration_axes(left, "Calibration on the same paired episodes")
+    calibration_axes(left, "Calibration on the same paired episodes")
     right.set_xlim(-0.05, 1.05)
     right.set_ylim(-0.02, 1.02)
     right.set_xlabel("requested ρ*")
@@ -284,8 +310,8 @@ def compare_reports(
         (tmp / COMPARISON_FILES["json"]).write_text(
             json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8"
         )
-        (tmp / COMPARISON_FILES["markdown"]).write_text(render_comparison(data), encoding="utf-8")
-        plot_comparison(data, tmp / COMPARISON_FILES["plot"])
+        (tmp / COMPARISON_FILES["markdown"]).write_text(render_comparison(loaded), encoding="utf-8")
+        plot_comparison(loaded, tmp / COMPARISON_FILES["plot"])
 
     atomic_directory(
         target,

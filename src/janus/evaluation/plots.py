@@ -13,18 +13,25 @@ pyplot state are left alone.
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from janus.evaluation.report import main_calibration
+from janus.evaluation.summary_types import SUBSETS, CurvePoint, EvaluationSummary
 
-__all__ = ["PLOT_FILES", "plot_calibration", "plot_concession", "plot_utility", "write_plots"]
+__all__ = [
+    "PLOT_FILES",
+    "calibration_axes",
+    "calibration_curve",
+    "plot_calibration",
+    "plot_concession",
+    "plot_utility",
+    "write_plots",
+]
 
 PLOT_FILES = {
     "calibration": "calibration.png",
@@ -35,23 +42,30 @@ SUBSET_LABELS = {"held_out": "held-out opponents", "in_pool": "in-pool opponents
 CHANNEL_LABELS = {"both": "text + weights", "text": "text only", "weights": "weights only"}
 
 
-def _nan(value: Any) -> float:
+def _nan(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _curve(ax, block: dict[str, Any], label: str, color, offset: float = 0.0) -> None:
-    curve = block["curve"]
-    x = np.array([p["rho"] for p in curve]) + offset
-    y = np.array([_nan(p["mean_achieved"]) for p in curve])
-    low = np.array([_nan(p["ci_low"]) for p in curve])
-    high = np.array([_nan(p["ci_high"]) for p in curve])
+def calibration_curve(
+    ax,
+    curve: Sequence[CurvePoint],
+    mae: float | None,
+    label: str,
+    color,
+    offset: float = 0.0,
+) -> None:
+    """Mean achieved ρ per requested ρ* with its 95% interval; the legend shows the MAE."""
+    x = np.array([p.rho for p in curve]) + offset
+    y = np.array([_nan(p.mean_achieved) for p in curve])
+    low = np.array([_nan(p.ci_low) for p in curve])
+    high = np.array([_nan(p.ci_high) for p in curve])
     err = np.vstack([np.clip(y - low, 0, None), np.clip(high - y, 0, None)])
-    mae = block.get("mae")
-    text = f"{label} (MAE {mae:.3f})" if mae is not None and not math.isnan(mae) else label
+    text = f"{label} (MAE {mae:.3f})" if mae is not None else label
     ax.errorbar(x, y, yerr=err, marker="o", ms=4, capsize=3, lw=1.5, color=color, label=text)
 
 
-def _calibration_axes(ax, title: str) -> None:
+def calibration_axes(ax, title: str) -> None:
+    """The y = x line, limits, labels and legend of a calibration panel."""
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="y = x")
     ax.set_xlim(-0.05, 1.05)
     ax.set_xlabel("requested ρ*")
@@ -61,41 +75,46 @@ def _calibration_axes(ax, title: str) -> None:
     ax.legend(fontsize=8, loc="upper left")
 
 
-def plot_calibration(summary: dict[str, Any], path: Path) -> Path | None:
-    ablations = summary.get("ablations") or {}
-    if not ablations.get("both"):
+def plot_calibration(summary: EvaluationSummary, path: Path) -> Path | None:
+    both = summary.ablations.get("both")
+    if both is None:
         return None
-    headline = summary.get("headline_set", "all")
+    headline = summary.headline_set
     fig = Figure(figsize=(12, 5))
     left, right = fig.subplots(1, 2, sharey=True)
     colors = colormaps["tab10"]
-    main = main_calibration(summary)
-    for i, subset in enumerate(("held_out", "in_pool", "all")):
-        block = main.get(subset)
-        if block:
-            _curve(left, block, SUBSET_LABELS[subset], colors(i), offset=(i - 1) * 0.008)
-    raw = (summary.get("calibration_raw") or {}).get(headline)
-    if summary.get("calibrated") and raw:
-        _curve(left, raw, f"{SUBSET_LABELS[headline]}, raw dial", "lightgrey", offset=0.012)
-    title = "calibrated dial" if summary.get("calibrated") else "text + weights"
-    _calibration_axes(left, f"Calibration ({title})")
+    for i, subset in enumerate(SUBSETS):
+        block = summary.played.subset(subset)
+        if block is not None:
+            offset = (i - 1) * 0.008
+            calibration_curve(
+                left, block.curve, block.mae, SUBSET_LABELS[subset], colors(i), offset
+            )
+    raw = summary.calibration_raw.subset(headline) if summary.calibration_raw else None
+    if summary.calibrated and raw is not None:
+        label = f"{SUBSET_LABELS[headline]}, raw dial"
+        calibration_curve(left, raw.curve, raw.mae, label, "lightgrey", offset=0.012)
+    title = "calibrated dial" if summary.calibrated else "text + weights"
+    calibration_axes(left, f"Calibration ({title})")
     for i, channels in enumerate(("both", "text", "weights")):
-        block = (ablations.get(channels) or {}).get(headline)
-        if block:
-            _curve(right, block, CHANNEL_LABELS[channels], colors(i + 3), offset=(i - 1) * 0.008)
-    _calibration_axes(right, f"Channel ablations ({SUBSET_LABELS[headline]})")
+        subsets = summary.ablations.get(channels)
+        block = subsets.subset(headline) if subsets is not None else None
+        if block is not None:
+            label, offset = CHANNEL_LABELS[channels], (i - 1) * 0.008
+            calibration_curve(right, block.curve, block.mae, label, colors(i + 3), offset)
+    calibration_axes(right, f"Channel ablations ({SUBSET_LABELS[headline]})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path
 
 
-def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
-    configurations = summary.get("configurations") or {}
+def plot_utility(summary: EvaluationSummary, path: Path) -> Path | None:
+    configurations = summary.configurations
     if not configurations:
         return None
     names = list(configurations)
-    opponents = list(summary["run"]["opponents"])
-    held = set(summary["run"].get("held_out_opponents", []))
+    opponents = list(summary.run.opponents)
+    held = set(summary.run.held_out_opponents)
     fig = Figure(figsize=(7 + 0.45 * len(opponents), 1.5 + 0.32 * len(names)))
     bars, heat = fig.subplots(
         1,
@@ -103,13 +122,12 @@ def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
         gridspec_kw={"width_ratios": [1, max(1.5, len(opponents) / 8)]},
     )
     y = np.arange(len(names))
-    means = np.array([_nan(configurations[n].get("utility")) for n in names])
-    ci = np.array(
-        [[_nan(v) for v in configurations[n].get("utility_ci", [None, None])] for n in names]
-    )
+    overall = [configurations[n].all for n in names]
+    means = np.array([_nan(m.utility) for m in overall])
+    ci = np.array([[_nan(m.utility_ci.low), _nan(m.utility_ci.high)] for m in overall])
     err = np.vstack([np.clip(means - ci[:, 0], 0, None), np.clip(ci[:, 1] - means, 0, None)])
     palette = {"janus": "tab:blue", "base": "tab:orange", "scripted": "tab:grey"}
-    colors = [palette.get(configurations[n]["kind"], "tab:grey") for n in names]
+    colors = [palette.get(configurations[n].kind, "tab:grey") for n in names]
     bars.barh(y, means, xerr=err, color=colors, capsize=2)
     bars.set_yticks(y, names, fontsize=8)
     bars.invert_yaxis()
@@ -118,10 +136,7 @@ def plot_utility(summary: dict[str, Any], path: Path) -> Path | None:
     bars.grid(axis="x", alpha=0.3)
 
     grid = np.array(
-        [
-            [_nan(configurations[n]["by_opponent"].get(o, {}).get("utility")) for o in opponents]
-            for n in names
-        ]
+        [[_nan(configurations[n].by_opponent[o].utility) for o in opponents] for n in names]
     )
     image = heat.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
     heat.set_xticks(
@@ -149,16 +164,16 @@ def _pick(keys: list[str], targets=(0.0, 0.2, 0.5, 0.8, 1.0)) -> list[str]:
     return chosen
 
 
-def plot_concession(summary: dict[str, Any], path: Path) -> Path | None:
-    concession = summary.get("concession") or {}
-    if not any(concession.get(role) for role in ("buyer", "seller")):
+def plot_concession(summary: EvaluationSummary, path: Path) -> Path | None:
+    concession = summary.concession
+    if not (concession.buyer or concession.seller):
         return None
-    turns = np.array(concession["turns"])
+    turns = np.array(concession.turns)
     fig = Figure(figsize=(12, 4.5))
     axes = fig.subplots(1, 2, sharey=True)
     cmap = colormaps["plasma"]
     for ax, role in zip(axes, ("buyer", "seller"), strict=True):
-        curves = concession.get(role) or {}
+        curves = concession.of(role)
         if curves:
             for key in _pick(list(curves)):
                 values = np.array([_nan(v) for v in curves[key]])
@@ -179,7 +194,7 @@ def plot_concession(summary: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def write_plots(summary: dict[str, Any], directory: Path) -> dict[str, Path]:
+def write_plots(summary: EvaluationSummary, directory: Path) -> dict[str, Path]:
     """Draw every figure that the summary has data for; returns name → path."""
     drawn: dict[str, Path] = {}
     for name, function in (

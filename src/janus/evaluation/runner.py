@@ -17,12 +17,12 @@ from janus.evaluation.report import (
     SUMMARY_FILE,
     atomic_directory,
     check_out_dir,
-    json_ready,
     render_report,
     write_episodes_csv,
     write_summary_json,
 )
 from janus.evaluation.summary import summarize
+from janus.evaluation.summary_types import EvaluationSummary, HeldOutCheck, RunContext
 from janus.runtime import torch_threads
 
 __all__ = ["EvaluationResult", "default_out_dir", "evaluate"]
@@ -30,10 +30,10 @@ __all__ = ["EvaluationResult", "default_out_dir", "evaluate"]
 
 @dataclass
 class EvaluationResult:
-    """What :func:`evaluate` produced: the summary (as written to ``summary.json``) and the
-    paths of the report directory and its files."""
+    """What :func:`evaluate` produced: the typed summary (what ``summary.json`` holds) and
+    the paths of the report directory and its files."""
 
-    summary: dict[str, Any]
+    summary: EvaluationSummary
     out_dir: Path
     episodes_csv: Path
     summary_json: Path
@@ -87,10 +87,10 @@ def training_strategies(run: str | Path) -> tuple[Path | None, set[str] | None]:
     return table_path, {n for n in names if n}
 
 
-def _held_out_check(config: EvaluationConfig, held_out: Sequence[str]) -> dict[str, Any]:
+def _held_out_check(config: EvaluationConfig, held_out: Sequence[str]) -> HeldOutCheck:
     path, seen = (None, None) if config.run is None else training_strategies(config.run)
     if seen is None:
-        return {"checked": False, "training_data": None, "seen_in_training": []}
+        return HeldOutCheck(checked=False)
     leaked = sorted(set(held_out) & seen)
     if leaked:
         warnings.warn(
@@ -98,7 +98,7 @@ def _held_out_check(config: EvaluationConfig, held_out: Sequence[str]) -> dict[s
             "their results are not held-out results",
             stacklevel=3,
         )
-    return {"checked": True, "training_data": str(path), "seen_in_training": leaked}
+    return HeldOutCheck(checked=True, training_data=str(path), seen_in_training=tuple(leaked))
 
 
 def _map_provenance(agent: Any) -> dict[str, Any] | None:
@@ -112,6 +112,32 @@ def _map_provenance(agent: Any) -> dict[str, Any] | None:
         "reachable": {role: list(calibration.reachable(role)) for role in calibration.curves},
         **dict(calibration.details),
     }
+
+
+def _run_context(
+    config: EvaluationConfig,
+    agent: Any,
+    base_agent: Any,
+    base_model: str | None,
+    held_out_check: HeldOutCheck,
+) -> RunContext:
+    """What was evaluated and how it was played, as the agents report it."""
+    played = agent if agent is not None else base_agent
+    return RunContext(
+        adapter=None if config.run is None else str(config.run),
+        base_model=str(base_model or config.base_model or "") or None,
+        agent=getattr(agent, "label", None) if agent is not None else None,
+        base_agent=getattr(base_agent, "label", None) if base_agent is not None else None,
+        safety=getattr(played, "safety", config.safety),
+        temperature=config.temperature,
+        device=config.device,
+        dtype=str(getattr(played, "dtype", config.dtype)),
+        batch_size=config.batch_size,
+        threads=config.threads,
+        held_out_check=held_out_check,
+        rules=tuple(getattr(played, "rules", ()) or ()),
+        calibration_map=_map_provenance(agent),
+    )
 
 
 def evaluate(
@@ -179,23 +205,9 @@ def evaluate(
             progress=config.progress,
         )
         seconds = time.perf_counter() - start
-    run = {
-        "adapter": None if config.run is None else str(config.run),
-        "base_model": base_model or config.base_model,
-        "agent": getattr(agent, "label", None) if agent is not None else None,
-        "base_agent": getattr(base_agent, "label", None) if base_agent is not None else None,
-        "safety": getattr(agent if agent is not None else base_agent, "safety", config.safety),
-        "temperature": config.temperature,
-        "device": config.device,
-        "dtype": str(getattr(agent if agent is not None else base_agent, "dtype", config.dtype)),
-        "batch_size": config.batch_size,
-        "threads": config.threads,
-        "held_out_check": held_out_check,
-        "rules": list(getattr(agent if agent is not None else base_agent, "rules", ()) or ()),
-        "calibration_map": _map_provenance(agent),
-    }
-    summary = json_ready(
-        summarize(records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds)
+    run = _run_context(config, agent, base_agent, base_model, held_out_check)
+    summary = summarize(
+        records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds
     )
     plots: dict[str, str] = {}
 
