@@ -439,3 +439,82 @@ def test_rules_are_checked_by_name() -> None:
     assert check_rules("accept_last_turn, accept_better") == ("accept_last_turn", "accept_better")
     with pytest.raises(ValueError, match=r"unknown acceptance rule.*'accept_all'"):
         check_rules(["accept_all"])
+
+
+@pytest.mark.parametrize(("turn", "accepted"), [(18, False), (19, False), (20, True)])
+def test_accept_final_turn_takes_a_deal_only_when_no_counter_could_be_answered(
+    agent: JanusAgent, monkeypatch, turn: int, accepted: bool
+) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(1000.0)]))
+    monkeypatch.setattr(agent, "rules", ("accept_final_turn",))
+    seat = agent.seat(0.8)
+    [action] = agent.act_batch([seat], [_seller_observation(turn, 700.0)])
+    assert action.is_accept is accepted
+    assert seat.stats.rule_accept_final_turn == int(accepted) == seat.stats.rule_accepts
+
+
+def _stalled_seller(own: float, opponent: tuple[float, ...], reservation: float = 600.0):
+    """Janus sells; the buyer opened, Janus answered ``own`` each time, the buyer's offers
+    are ``opponent`` (oldest first); it is Janus's turn."""
+    history = []
+    for i, price in enumerate(opponent):
+        history.append(Offer(Role.BUYER, price, 2 * i + 1))
+        if i < len(opponent) - 1:
+            history.append(Offer(Role.SELLER, own, 2 * i + 2))
+    turn = 2 * len(opponent)
+    return Observation(
+        role=Role.SELLER,
+        reservation=reservation,
+        price_range=PriceRange(),
+        turn=turn,
+        max_turns=20,
+        standing_offer=opponent[-1],
+        history=tuple(history),
+    )
+
+
+@pytest.mark.parametrize(
+    ("counter", "opponent", "expected"),
+    [
+        # The buyer conceded once (400 → 500) and then stood still, as Janus did: give a
+        # tenth of the gap to its best offer, 1000 − 0.1 · (1000 − 500).
+        (1000.0, (400.0, 500.0, 500.0), 950.0),
+        # It stepped back to 450: its best is still 500, and it stalled.
+        (1000.0, (400.0, 500.0, 450.0), 950.0),
+        (1000.0, (400.0, 500.0, 550.0), None),  # it is still conceding: no stall
+        (1000.0, (500.0, 500.0, 500.0), None),  # a hardliner never moved: no gifts
+        (990.0, (400.0, 500.0, 500.0), None),  # the model conceded by itself
+        (1010.0, (400.0, 500.0, 500.0), 950.0),  # a retreat is a stall too
+        (1000.0, (400.0, 500.0), None),  # one opponent offer after its opening: too early
+    ],
+)
+def test_stall_concession_on_hand_built_observations(
+    counter: float, opponent: tuple[float, ...], expected: float | None
+) -> None:
+    from janus.agent import stall_concession
+
+    observation = _stalled_seller(1000.0, opponent)
+    got = stall_concession(observation, counter)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_stall_concession_never_crosses_the_reservation() -> None:
+    from janus.agent import stall_concession
+
+    # 605 − 0.1 · (605 − 500) = 594.5 would undercut the reservation 600: 600 instead.
+    assert stall_concession(_stalled_seller(605.0, (400.0, 500.0, 500.0)), 605.0) == 600.0
+    # Already at the reservation: nothing left to give.
+    assert stall_concession(_stalled_seller(600.0, (400.0, 500.0, 500.0)), 600.0) is None
+
+
+def test_concede_on_stall_rule_moves_the_counter_and_is_counted(
+    agent: JanusAgent, monkeypatch
+) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(1000.0)]))
+    monkeypatch.setattr(agent, "rules", ("concede_on_stall",))
+    seat = agent.seat(0.8)
+    observation = _stalled_seller(_price(0.6154), (400.0, 500.0, 500.0))
+    [action] = agent.act_batch([seat], [observation])
+    previous = _price(0.6154)
+    assert action.price == pytest.approx(previous + 0.1 * (500.0 - previous))
+    assert seat.stats.rule_concede_on_stall == 1 and seat.stats.rule_accepts == 0

@@ -1,4 +1,4 @@
-"""The typed evaluation summary: what it writes is what it reads back, the version-1 layout
+"""The typed evaluation summary: what it writes is what it reads back, the version-2 layout
 is pinned key by key, and a file of another version, with a missing field or a field of the
 wrong type is refused in one line that names the file and the field."""
 
@@ -79,7 +79,7 @@ def test_an_empty_subset_is_written_compactly_and_reads_back_empty(reports) -> N
 def test_the_version_1_layout_is_pinned(reports) -> None:
     # Changing any of these keys changes the file: bump FORMAT_VERSION with it.
     data = _raw(reports["full"])
-    assert FORMAT_VERSION == data["format_version"] == 1
+    assert FORMAT_VERSION == data["format_version"] == 2
     assert list(data) == [
         "format", "format_version", "janus_version", "run", "headline_set", "calibration",
         "calibration_in_pool", "calibration_all", "calibrated", "calibration_raw", "ablations",
@@ -101,6 +101,7 @@ def test_the_version_1_layout_is_pinned(reports) -> None:
         "win_rate", "tie_rate", "loss_rate", "turns", "decisions", "invalid_actions",
         "invalid_action_rate", "safety_clamped_offers", "safety_refused_accepts",
         "agreements_outside_zopa", "rule_accept_better", "rule_accept_last_turn",
+        "rule_accept_final_turn", "rule_concede_on_stall",
         "repeated_offers", "repeated_offer_rate", "worse_counters", "walked_away",
         "outside_reachable",
     ]  # fmt: skip
@@ -133,8 +134,8 @@ def test_the_version_1_layout_is_pinned(reports) -> None:
 
 def test_another_version_or_format_is_refused_in_one_line(reports, tmp_path: Path) -> None:
     data = _raw(reports["full"])
-    path = _write(tmp_path, {**data, "format_version": 2})
-    with pytest.raises(FormatError, match=r"format_version is 2; this Janus reads version 1") as e:
+    path = _write(tmp_path, {**data, "format_version": 3})
+    with pytest.raises(FormatError, match=r"format_version is 3; this Janus reads version 2") as e:
         load_summary(path)
     assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
     with pytest.raises(FormatError, match="format_version is None"):

@@ -471,6 +471,8 @@ class EpisodeRecord:
     outside_reachable: int = 0
     rule_accept_better: int = 0
     rule_accept_last_turn: int = 0
+    rule_accept_final_turn: int = 0
+    rule_concede_on_stall: int = 0
     repeated_offers: int = 0
     worse_counters: int = 0
     walked_away: bool = False
@@ -568,6 +570,8 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
         outside_reachable=int(getattr(stats, "outside_reachable", 0) or 0),
         rule_accept_better=int(getattr(stats, "rule_accept_better", 0) or 0),
         rule_accept_last_turn=int(getattr(stats, "rule_accept_last_turn", 0) or 0),
+        rule_accept_final_turn=int(getattr(stats, "rule_accept_final_turn", 0) or 0),
+        rule_concede_on_stall=int(getattr(stats, "rule_concede_on_stall", 0) or 0),
         repeated_offers=repeated,
         worse_counters=worse,
         walked_away=walked_away,

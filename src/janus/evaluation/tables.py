@@ -263,6 +263,8 @@ def habits_table(summary: EvaluationSummary) -> str | None:
                 name,
                 str(h.rule_accept_better),
                 str(h.rule_accept_last_turn),
+                str(h.rule_accept_final_turn),
+                str(h.rule_concede_on_stall),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.walked_away),
@@ -274,11 +276,13 @@ def habits_table(summary: EvaluationSummary) -> str | None:
         "configuration",
         "accept_better",
         "accept_last_turn",
+        "accept_final_turn",
+        "concede_on_stall",
         "repeated offers (rate)",
         "worse counters",
         "walked away",
     ]
-    return markdown_table(headers, rows, "l" + "r" * 5)
+    return markdown_table(headers, rows, "l" + "r" * 7)
 
 
 def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
@@ -292,7 +296,8 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
             [
                 _held(summary, opponent),
                 fmt(m.agreement_rate, 2),
-                str(h.rule_accept_better + h.rule_accept_last_turn),
+                str(h.rule_accept_better + h.rule_accept_last_turn + h.rule_accept_final_turn),
+                str(h.rule_concede_on_stall),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.walked_away),
@@ -303,12 +308,13 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
         "opponent (* held out)",
         "agreement",
         "rule accepts",
+        "stall concessions",
         "repeated offers (rate)",
         "worse counters",
         "walked away",
         "invalid",
     ]
-    return markdown_table(headers, rows, "l" + "r" * 6)
+    return markdown_table(headers, rows, "l" + "r" * 7)
 
 
 #: The original work's Table 3 (in-pool opponents, Qwen2-7B): own utility, agreement rate.
