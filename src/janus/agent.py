@@ -16,15 +16,20 @@ refused — the model is asked again with ACCEPT ruled out, so its answer is sti
 offer. Every intervention is counted on the seat. Invalid moves that are not safety matters
 (ACCEPT with nothing on the table) are left to the episode loop, which records them.
 
-Acceptance rules (:data:`ACCEPTANCE_RULES`, named agent options, counted on the seat like the
-safety rules) close deals a cloned policy walks away from. They only ever turn the model's
-counter-offer into an ACCEPT of a standing offer inside the reservation:
+Agent rules (:data:`ACCEPTANCE_RULES`, named agent options, counted on the seat like the
+safety rules) close deals a cloned policy walks away from. The acceptance rules only ever turn
+the model's counter-offer into an ACCEPT of a standing offer inside the reservation:
 
 - ``accept_better`` (AC-next in the negotiation literature): the standing offer is at least as
   good for Janus as the counter it was about to make. Countering worse than what is on the
   table gives surplus away for nothing.
 - ``accept_last_turn`` (AC-last): Janus has no later turn; a deal inside the reservation beats
   the impasse that a counter risks.
+- ``accept_final_turn`` (off by default): the narrower AC-last, only when no counter could be
+  answered at all; at the turn before, Janus then counters and risks the opponent's refusal.
+
+and one rule moves a counter: ``concede_on_stall`` (see :func:`stall_concession`) answers a
+stall of a reciprocating opponent with a small concession instead of a repeated offer.
 
 A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
 into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
@@ -67,7 +72,9 @@ ACCEPTANCE_RULES: dict[str, str] = {
 }
 #: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
 STALL_STEP = 0.1
-DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn")
+#: On by default: each measured better than without it on in-pool opponents, paired episodes
+#: (benchmarks/RESULTS.md); ``accept_final_turn`` measured worse and stays off.
+DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
 
 
 def check_rules(rules: Sequence[str] | str | None) -> tuple[str, ...]:

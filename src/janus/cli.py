@@ -394,9 +394,12 @@ def calibrate_command(
 
 
 RULES_HELP = (
-    "Comma-separated acceptance rules, or none (default: accept_better,accept_last_turn). "
-    "accept_better: accept a standing offer at least as good as Janus's own counter; "
-    "accept_last_turn: at Janus's last turn accept any offer inside its reservation."
+    "Comma-separated agent rules, or none (default: accept_better,accept_last_turn,"
+    "concede_on_stall). accept_better: accept a standing offer at least as good as Janus's "
+    "own counter; accept_last_turn: at Janus's last turn accept any offer inside its "
+    "reservation; accept_final_turn: the same only when no counter could be answered; "
+    "concede_on_stall: when a reciprocating opponent stalls, concede a tenth of the gap "
+    "instead of repeating an offer."
 )
 
 
