@@ -296,9 +296,9 @@ def test_dtype_auto_plays_in_the_dtype_the_adapter_trained_with(tmp_path: Path) 
 
 
 def test_play_a_whole_game_with_scripted_input(agent: JanusAgent) -> None:
-    # The person (buyer) types garbage and an out-of-range price, opens at 600, then accepts
+    # The person (buyer) types garbage and an out-of-range price, opens at 600 (typed as "Offer 600"), then
     # whatever Janus answers (if Janus has not accepted the 600 already).
-    typed = io.StringIO("ten euros\n99999\n600\n" + "accept\n" * 20)
+    typed = io.StringIO("ten euros\n99999\nOffer 600\n" + "accept\n" * 20)
     out = io.StringIO()
     result = play_game(
         agent,

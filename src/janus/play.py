@@ -16,7 +16,10 @@ from typing import TextIO
 from janus.domain import Action, DomainConfig, Observation, Role, sample_scenario
 from janus.episode import EpisodeResult, Match, run_episode
 
-HELP = "type a price (e.g. 742.50) to make an offer, 'accept' to take the standing offer, 'quit'"
+HELP = (
+    "type a price (e.g. 742.50 or 'offer 742.50') to make an offer, 'accept' to take the "
+    "standing offer, 'quit'"
+)
 
 
 class PlayerQuit(Exception):
@@ -59,6 +62,7 @@ class HumanNegotiator:
                     self._say("there is no offer to accept yet; make an offer")
                     continue
                 return Action.accept()
+            text = text.removeprefix("offer").strip()  # the model's own words work too
             try:
                 price = float(text.replace(",", ""))
             except ValueError:
