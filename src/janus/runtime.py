@@ -27,6 +27,9 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
     if num_threads < 1:
         raise ValueError(f"num_threads must be >= 1, got {num_threads}")
     previous = torch.get_num_threads()
+    if previous == num_threads:  # an agent enters this at every call: skip the no-op
+        yield
+        return
     torch.set_num_threads(num_threads)
     try:
         yield
