@@ -29,12 +29,9 @@ counter-offer into an ACCEPT of a standing offer inside the reservation:
 A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
 into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
 
-Driven from outside (NegMAS, a server), three agent options matter: every observation is
-checked when it enters (:func:`janus.observation.check_observation`, one line naming the
-field, its value and what was expected); ``price_step`` rounds offers to the caller's price
-grid without crossing the reservation; ``threads`` sets torch's intra-op threads for the
-agent's own forward passes only (restored after each call), instead of a process-wide
-``torch.set_num_threads`` that the caller would have to remember.
+Driven from outside (NegMAS, a server): every observation is checked as it enters
+(:mod:`janus.observation`, one line naming field, value and what was expected); ``price_step``
+puts offers on the caller's price grid; ``threads`` is the agent's own, not process-wide.
 """
 
 from __future__ import annotations
@@ -52,9 +49,9 @@ from janus.decoding import ActionConstraint, constrained_decode
 from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import is_injected, rho_context
-from janus.observation import check_observation, check_price_step, snap_price
+from janus.observation import check_observation, check_observations, check_price_step, snap_price
 from janus.prompt import DEFAULT_K, PromptState, build_prompt, canonical_rho, parse_action
-from janus.runtime import torch_threads
+from janus.runtime import check_threads, torch_threads
 
 CHANNELS = ("both", "text", "weights")
 #: The acceptance rules an agent can apply, and what each one does (for ``--help``).
@@ -246,10 +243,8 @@ class JanusAgent:
         price_step: float | None = None,
         threads: int | None = None,
     ) -> None:
-        if threads is not None and (type(threads) is not int or threads < 1):
-            raise ValueError(f"threads={threads!r}; expected an integer >= 1 (or None)")
         self.price_step = check_price_step(price_step)
-        self.threads = threads
+        self.threads = check_threads(threads)
         self.model = model.eval()
         self.rules = check_rules(rules)
         self.calibration = calibration
@@ -384,12 +379,8 @@ class JanusAgent:
     # ------------------------------------------------------------------------ acting
 
     def act(self, observation: Observation, rho: float) -> Action:
-        """One decision at ρ (convenience; evaluation uses seats and batches).
-
-        Played by the agent's own seat for this request and the observation's role
-        (:attr:`act_seats`), so its counters survive the call: :attr:`act_stats` sums them.
-        One seat per role, because a calibrated seat fixes its dial for one side.
-        """
+        """One decision at ρ, by the agent's seat for this ρ and role (:attr:`act_seats`; one
+        per role: a calibrated seat fixes its dial for one side), so counters add up."""
         check_observation(observation, price_step=self.price_step)
         key = (canonical_rho(rho), observation.role.value)
         seat = self.act_seats.get(key)
@@ -410,14 +401,7 @@ class JanusAgent:
         Every observation is checked first (:func:`janus.observation.check_observation`):
         a bad one raises :class:`janus.observation.ObservationError` before any model work.
         """
-        if len(seats) != len(observations):
-            raise ValueError(
-                f"act_batch: {len(seats)} seats and {len(observations)} observations; "
-                "expected one observation per seat"
-            )
-        for index, observation in enumerate(observations):
-            where = "observation" if len(observations) == 1 else f"observation {index}"
-            check_observation(observation, price_step=self.price_step, where=where)
+        check_observations(observations, price_step=self.price_step, seats=len(seats))
         actions: list[Action] = []
         with torch_threads(self.threads):
             for start in range(0, len(seats), self.max_batch):

@@ -31,6 +31,7 @@ cents) without crossing the reservation.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Real
 
 from janus.domain import Observation, Offer, PriceRange, Role
@@ -212,6 +213,21 @@ def check_observation(
             f"{observation.price_range.low:g}) on its acceptable side inside the range "
             f"{_range_text(observation.price_range)}",
         )
+
+
+def check_observations(
+    observations: Sequence[object], *, price_step: float | None = None, seats: int | None = None
+) -> None:
+    """:func:`check_observation` for a batch, naming the bad one's index; ``seats``: how
+    many observations are expected (one per seat)."""
+    if seats is not None and seats != len(observations):
+        raise ValueError(
+            f"act_batch: {seats} seats and {len(observations)} observations; "
+            "expected one observation per seat"
+        )
+    for index, observation in enumerate(observations):
+        where = "observation" if len(observations) == 1 else f"observation {index}"
+        check_observation(observation, price_step=price_step, where=where)
 
 
 def snap_price(price: float, observation: Observation, step: float, *, safe: bool = True) -> float:
