@@ -114,6 +114,13 @@ def _training(facts: CardFacts) -> list[str]:
         "",
     ]
     lines += _table("Training run", facts.training, TRAINING_KEYS)
+    if facts.training.get("bf16"):
+        lines += [
+            "Trained with a bf16 base under autocast, and Janus plays it that way. The code",
+            f"below loads the base in its stored dtype ({facts.dtype} here): its logits match",
+            "Janus playing in that dtype, and differ from bf16 play by bf16 rounding.",
+            "",
+        ]
     if facts.data:
         lines += _table("Rows per epoch (the run's data.json)", facts.data)
     if facts.best:

@@ -42,6 +42,8 @@ class ObservationError(ValueError):
 
 
 def _real(value: object) -> bool:
+    if type(value) is float:  # the common case first: the ABC check below is slow
+        return math.isfinite(value)
     return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -100,14 +102,14 @@ def _check_offer(obs: Observation, index: int, offer: object, where: str) -> Non
         )
     if not _integer(offer.turn) or not 1 <= offer.turn < obs.turn:
         raise _fail(where, f"{field}.turn", offer.turn, f"an integer in 1..{obs.turn - 1}")
-    if offer.role is not _mover(obs, offer.turn):
+    mover = _mover(obs, offer.turn)
+    if offer.role is not mover:
         raise _fail(
             where,
             f"{field}.role",
             offer.role,
-            f"{_mover(obs, offer.turn).value} (turn {offer.turn} is the "
-            f"{_mover(obs, offer.turn).value}'s when the {obs.role.value} decides at turn "
-            f"{obs.turn}: sides alternate)",
+            f"{mover.value} (turn {offer.turn} is the {mover.value}'s when the "
+            f"{obs.role.value} decides at turn {obs.turn}: sides alternate)",
         )
 
 
