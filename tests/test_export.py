@@ -208,3 +208,9 @@ def test_export_refuses_bad_requests_in_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", "--run", str(run), "--rho", "0.5", "--out", str(notes)])
     assert result.exit_code == 2 and "refusing to replace" in result.output
     assert (notes / "keep.txt").read_text() == "mine" and not (tmp_path / "x").exists()
+    # Nor the run's own adapter (it has an adapter_config.json, as a PEFT export does).
+    adapter = run / "adapter"
+    args = ["export", "--run", str(run), "--rho", "0.5", "--out", str(adapter), "--format", "peft"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "refusing to replace" in result.output
+    assert (adapter / "adapter_state.safetensors").is_file()

@@ -399,29 +399,23 @@ def peft_token_rows(model: nn.Module) -> tuple[dict[str, list[int]], dict[str, T
     added rows too; a tied one follows the embedding inside PEFT.
     """
     embedding = model.get_input_embeddings()
-    rows = embedding.base_layer.weight if isinstance(embedding, TrainableTokenEmbedding) else None
-    weight = (rows if rows is not None else embedding.weight).detach().to(torch.float32).clone()
-    trained: list[int] = []
-    if isinstance(embedding, TrainableTokenEmbedding):
-        trained = embedding.token_ids.tolist()
+    frozen = embedding.weight  # a TrainableTokenEmbedding's is its frozen base weight
+    weight = frozen.detach().to(torch.float32).clone()
+    trained = embedding.token_ids.tolist() if isinstance(embedding, TrainableTokenEmbedding) else []
+    if trained:
         weight[embedding.token_ids] = embedding.token_rows.detach().to(torch.float32)
-    size = weight.shape[0]
-    base_vocab = getattr(model.config, BASE_VOCAB_ATTR, None) or size
-    ids = list(dict.fromkeys([*trained, *range(base_vocab, size)]))
+    base_vocab = getattr(model.config, BASE_VOCAB_ATTR, None) or weight.shape[0]
+    added = list(range(base_vocab, weight.shape[0]))
+    ids = list(dict.fromkeys([*trained, *added]))
     if not ids:
         return {}, {}
     names = {id(module): name for name, module in model.named_modules()}
-    embed_name = names[id(embedding)]
-    indices = {embed_name: ids}
-    tensors = {f"{embed_name}.token_adapter.trainable_tokens_delta": weight[ids].cpu()}
+    indices, rows = {names[id(embedding)]: ids}, {names[id(embedding)]: weight[ids]}
     head = output_head(model)
-    tied = head is not None and head.weight is (rows if rows is not None else embedding.weight)
-    added = list(range(base_vocab, size))
-    if head is not None and not tied and added:
-        head_name = names[id(head)]
-        indices[head_name] = added
-        head_rows = head.weight.detach()[added].to(torch.float32).cpu()
-        tensors[f"{head_name}.token_adapter.trainable_tokens_delta"] = head_rows
+    if head is not None and head.weight is not frozen and added:
+        indices[names[id(head)]] = added
+        rows[names[id(head)]] = head.weight.detach()[added].to(torch.float32)
+    tensors = {f"{n}.token_adapter.trainable_tokens_delta": r.cpu() for n, r in rows.items()}
     return indices, tensors
 
 
@@ -438,13 +432,12 @@ def export_peft(
     """Write a standard PEFT LoRA adapter that behaves like the HyperLoRA model at ``rho``.
 
     The gate is folded into A (``A' = diag(g(ρ)) A``; B, r and α unchanged), so any LoRA
-    server can serve this one point of the dial. Token rows are written with PEFT's
-    ``trainable_token_indices`` (see :func:`peft_token_rows`): the base must be resized
-    to the tokenizer's embedding size first (any resize will do, the rows come from the
-    adapter), and servers without trainable-token support need the merged model instead
-    (:func:`janus.hyperlora.merge_at_rho`). The tokenizer (with the prompt's added tokens) is
-    written beside the adapter: without it the adapter cannot be prompted. ``files`` are
-    extra text files (the model card), ``provenance`` extra keys of ``janus_export.json``.
+    server can serve this one point of the dial. Token rows go through PEFT's
+    ``trainable_token_indices`` (:func:`peft_token_rows`): resize the base to the embedding
+    size first (any resize: the rows come from the adapter); servers without trainable
+    tokens need the merged model (:func:`janus.hyperlora.merge_at_rho`). The tokenizer is
+    written beside the adapter (without its added tokens it cannot be prompted); ``files``
+    are extra text files (the card), ``provenance`` extra keys of ``janus_export.json``.
     """
     config = _require_injected(model)
     if tokenizer is None:
@@ -497,4 +490,11 @@ def export_peft(
         for name, text in (files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
 
-    return _atomic_directory(Path(path), write)
+    # Only an earlier export is replaced: never a training adapter (it has adapter_config.json
+    # too), so a wrong --out cannot clobber the run it came from.
+    return atomic_directory(
+        Path(path),
+        write,
+        replaceable=lambda p: not any(p.iterdir()) or (p / EXPORT_FILE).is_file(),
+        what=f"export directory (no {EXPORT_FILE})",
+    )

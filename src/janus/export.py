@@ -25,7 +25,6 @@ from janus.base_model import locate_base_model
 from janus.card import CardFacts, render_card
 from janus.checkpoint import (
     BASE_VOCAB_ATTR,
-    CONFIG_FILE,
     EXPORT_FILE,
     export_peft,
     load_hyperlora,
@@ -205,7 +204,7 @@ def export_adapter(
         raise ValueError(f"--format must be 'merged' or 'peft', got {format!r}")
     value = export_rho(rho)
     out = Path(out).expanduser()
-    _check_target(out, CONFIG_FILE if format == "peft" else EXPORT_FILE)
+    _check_target(out, EXPORT_FILE)
     adapter = resolve_adapter_dir(run)
     recorded = read_adapter_config(adapter)["base_model_name_or_path"]
     base = locate_base_model(base_model if base_model is not None else recorded)

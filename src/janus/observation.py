@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Real
+from numbers import Integral, Real
 
 from janus.domain import Observation, Offer, PriceRange, Role
 
@@ -48,7 +48,7 @@ def _real(value: object) -> bool:
 
 
 def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, Integral) and not isinstance(value, bool)  # numpy ints too
 
 
 def _range_text(price_range: PriceRange) -> str:
