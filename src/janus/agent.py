@@ -28,13 +28,17 @@ counter-offer into an ACCEPT of a standing offer inside the reservation:
 
 A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
 into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
+
+Driven from outside (NegMAS, a server): every observation is checked as it enters
+(:mod:`janus.observation`, one line naming field, value and what was expected); ``price_step``
+puts offers on the caller's price grid; ``threads`` is the agent's own, not process-wide.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +49,9 @@ from janus.decoding import ActionConstraint, constrained_decode
 from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import is_injected, rho_context
+from janus.observation import check_observation, check_observations, check_price_step, snap_price
 from janus.prompt import DEFAULT_K, PromptState, build_prompt, canonical_rho, parse_action
+from janus.runtime import check_threads, torch_threads
 
 CHANNELS = ("both", "text", "weights")
 #: The acceptance rules an agent can apply, and what each one does (for ``--help``).
@@ -143,6 +149,11 @@ class SeatStats:
     def rule_accepts(self) -> int:
         return self.rule_accept_better + self.rule_accept_last_turn
 
+    @classmethod
+    def total(cls, stats: Sequence[SeatStats]) -> SeatStats:
+        """Field-wise sums (``outside_reachable`` then counts seats, not decisions)."""
+        return cls(**{f.name: sum(getattr(s, f.name) for s in stats) for f in fields(cls)})
+
 
 class JanusSeat:
     """One episode seat played by a :class:`JanusAgent` at a fixed requested ρ.
@@ -208,7 +219,13 @@ class JanusSeat:
 
 
 class JanusAgent:
-    """A model, its tokenizer and the action constraint; answers decisions in batches."""
+    """A model, its tokenizer and the action constraint; answers decisions in batches.
+
+    ``price_step``: offers are rounded to ``low + k * price_step`` of the public range (an
+    integer price issue is ``1``), never across the reservation while ``safety`` is on.
+    ``threads``: torch's intra-op threads during this agent's calls (``None``: leave torch's
+    setting alone, as the evaluation does, which sets them for its whole run).
+    """
 
     def __init__(
         self,
@@ -223,7 +240,11 @@ class JanusAgent:
         label: str = "janus",
         rules: Sequence[str] | str | None = DEFAULT_RULES,
         calibration: CalibrationMap | None = None,
+        price_step: float | None = None,
+        threads: int | None = None,
     ) -> None:
+        self.price_step = check_price_step(price_step)
+        self.threads = check_threads(threads)
         self.model = model.eval()
         self.rules = check_rules(rules)
         self.calibration = calibration
@@ -238,6 +259,8 @@ class JanusAgent:
         vocab = model.get_output_embeddings().weight.shape[0]
         self.constraint = ActionConstraint(tokenizer, vocab)
         self._prompt_cache: dict[str, list[int]] = {}
+        #: The seats :meth:`act` plays, one per (requested ρ, role): their counters add up.
+        self.act_seats: dict[tuple[float, str], JanusSeat] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -254,11 +277,14 @@ class JanusAgent:
         dtype: str | torch.dtype = "auto",
         rules: Sequence[str] | str | None = DEFAULT_RULES,
         raw: bool = False,
+        price_step: float | None = None,
+        threads: int | None = None,
     ) -> JanusAgent:
         """Load a trained adapter onto its base (fingerprint checked by the core loader).
 
         ``dtype`` is the base weights' dtype (see :func:`resolve_dtype`); adapters stay fp32.
         The adapter's calibration map (``calibration.json``) is loaded unless ``raw``.
+        ``price_step`` and ``threads``: see :class:`JanusAgent`.
         """
         from janus.checkpoint import load_hyperlora, read_adapter_config
 
@@ -276,6 +302,8 @@ class JanusAgent:
             seed=seed,
             rules=rules,
             calibration=None if raw else CalibrationMap.load(adapter),
+            price_step=price_step,
+            threads=threads,
         )
 
     @classmethod
@@ -288,6 +316,8 @@ class JanusAgent:
         k: int = DEFAULT_K,
         dtype: str | torch.dtype = "float32",
         rules: Sequence[str] | str | None = DEFAULT_RULES,
+        price_step: float | None = None,
+        threads: int | None = None,
     ) -> JanusAgent:
         """The bare base model with the same prompt and constraint: the no-adapter baseline.
 
@@ -303,7 +333,16 @@ class JanusAgent:
             str(base_model), dtype=resolve_dtype(dtype, None)
         )
         resize_for_tokenizer(model, tokenizer)
-        return cls(model.to(device), tokenizer, k=k, safety=safety, label="base", rules=rules)
+        return cls(
+            model.to(device),
+            tokenizer,
+            k=k,
+            safety=safety,
+            label="base",
+            rules=rules,
+            price_step=price_step,
+            threads=threads,
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -340,17 +379,34 @@ class JanusAgent:
     # ------------------------------------------------------------------------ acting
 
     def act(self, observation: Observation, rho: float) -> Action:
-        """One decision at ρ (convenience; evaluation uses seats and batches)."""
-        return self.seat(rho).act(observation)
+        """One decision at ρ, by the agent's seat for this ρ and role (:attr:`act_seats`; one
+        per role: a calibrated seat fixes its dial for one side), so counters add up."""
+        check_observation(observation, price_step=self.price_step)
+        key = (canonical_rho(rho), observation.role.value)
+        seat = self.act_seats.get(key)
+        if seat is None:
+            seat = self.act_seats[key] = self.seat(rho, role=observation.role.value)
+        return seat.act(observation)
+
+    @property
+    def act_stats(self) -> SeatStats:
+        """What happened to every :meth:`act` decision so far (summed over its seats)."""
+        return SeatStats.total([seat.stats for seat in self.act_seats.values()])
 
     def act_batch(
         self, seats: Sequence[JanusSeat], observations: Sequence[Observation]
     ) -> list[Action]:
-        """Answer many decisions; one forward pass per chunk of ``max_batch``."""
+        """Answer many decisions; one forward pass per chunk of ``max_batch``.
+
+        Every observation is checked first (:func:`janus.observation.check_observation`):
+        a bad one raises :class:`janus.observation.ObservationError` before any model work.
+        """
+        check_observations(observations, price_step=self.price_step, seats=len(seats))
         actions: list[Action] = []
-        for start in range(0, len(seats), self.max_batch):
-            stop = start + self.max_batch
-            actions.extend(self._act_chunk(seats[start:stop], observations[start:stop]))
+        with torch_threads(self.threads):
+            for start in range(0, len(seats), self.max_batch):
+                stop = start + self.max_batch
+                actions.extend(self._act_chunk(seats[start:stop], observations[start:stop]))
         return actions
 
     def _encode(self, seat: JanusSeat, observation: Observation) -> list[int]:
@@ -418,6 +474,8 @@ class JanusAgent:
             if self.safety and not observation.is_acceptable(price):
                 price = observation.reservation
                 seat.stats.safety_clamped_offers += 1
+            if self.price_step is not None:
+                price = snap_price(price, observation, self.price_step, safe=self.safety)
             rule = self._acceptance_rule(observation, price)
             if rule is not None:
                 setattr(seat.stats, f"rule_{rule}", getattr(seat.stats, f"rule_{rule}") + 1)
