@@ -43,13 +43,16 @@ def agent() -> JanusAgent:
 
 
 def _observation(role: Role, turn: int = 4, standing: float | None = 700.0) -> Observation:
-    history = (
-        Offer(Role.SELLER, 1100.0, 1),
-        Offer(Role.BUYER, 500.0, 2),
-        Offer(Role.SELLER, 900.0, 3),
-    )
+    """``role`` to move at ``turn`` after alternating offers (seller 1100, buyer 500), the
+    opponent's latest being ``standing``; ``None``: no offer yet."""
+    opening = {Role.SELLER: 1100.0, Role.BUYER: 500.0}
+    history: tuple[Offer, ...] = ()
     if standing is not None:
-        history = (*history, Offer(role.opponent, standing, turn - 1))
+        movers = [(t, role if (turn - t) % 2 == 0 else role.opponent) for t in range(1, turn - 1)]
+        history = (
+            *(Offer(m, opening[m], t) for t, m in movers),
+            Offer(role.opponent, standing, turn - 1),
+        )
     return Observation(
         role=role,
         reservation=800.0 if role is Role.BUYER else 600.0,
@@ -64,7 +67,7 @@ def _observation(role: Role, turn: int = 4, standing: float | None = 700.0) -> O
 def test_prompt_state_normalises_prices_and_keeps_the_history_order() -> None:
     state = prompt_state(_observation(Role.BUYER))
     assert state.reservation_norm == pytest.approx((800 - 200) / 1300)
-    assert [r for r, _ in state.history] == ["seller", "buyer", "seller", "seller"]
+    assert [r for r, _ in state.history] == ["seller", "buyer", "seller"]
     assert state.last_offer_norm == pytest.approx((700 - 200) / 1300)
 
 
@@ -296,8 +299,8 @@ def test_dtype_auto_plays_in_the_dtype_the_adapter_trained_with(tmp_path: Path) 
 
 
 def test_play_a_whole_game_with_scripted_input(agent: JanusAgent) -> None:
-    # The person (buyer) types garbage and an out-of-range price, opens at 600 (typed as "Offer 600"), then
-    # whatever Janus answers (if Janus has not accepted the 600 already).
+    # The person (buyer) types garbage and an out-of-range price, opens with "Offer 600",
+    # then accepts whatever Janus answers (if Janus has not accepted the 600 already).
     typed = io.StringIO("ten euros\n99999\nOffer 600\n" + "accept\n" * 20)
     out = io.StringIO()
     result = play_game(
@@ -352,8 +355,8 @@ def test_play_refuses_accept_with_nothing_to_accept(agent: JanusAgent) -> None:
 def _seller_observation(turn: int, standing: float) -> Observation:
     """A seller (reservation 600) facing a buyer's standing offer, at ``turn`` of 20."""
     history = tuple(
-        Offer(Role.SELLER if i % 2 == 0 else Role.BUYER, 1000.0 - 10 * i, i + 1)
-        for i in range(turn - 2)
+        Offer(Role.SELLER if (turn - t) % 2 == 0 else Role.BUYER, 1000.0 - 10 * t, t)
+        for t in range(1, turn - 1)
     )
     history = (*history, Offer(Role.BUYER, standing, turn - 1))
     return Observation(

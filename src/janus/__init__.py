@@ -30,8 +30,11 @@ _LAZY: dict[str, str] = {
     "save_hyperlora_adapter": "janus.checkpoint",
     "load_hyperlora": "janus.checkpoint",
     "export_peft": "janus.checkpoint",
+    "export_adapter": "janus.export",
     # the agent
     "JanusAgent": "janus.agent",
+    "ObservationError": "janus.observation",
+    "check_observation": "janus.observation",
     # the domain and the episode loop
     "Role": "janus.domain",
     "Action": "janus.domain",

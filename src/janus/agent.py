@@ -16,30 +16,23 @@ refused — the model is asked again with ACCEPT ruled out, so its answer is sti
 offer. Every intervention is counted on the seat. Invalid moves that are not safety matters
 (ACCEPT with nothing on the table) are left to the episode loop, which records them.
 
-Agent rules (:data:`ACCEPTANCE_RULES`, named agent options, counted on the seat like the
-safety rules) close deals a cloned policy walks away from. The acceptance rules only ever turn
-the model's counter-offer into an ACCEPT of a standing offer inside the reservation:
-
-- ``accept_better`` (AC-next in the negotiation literature): the standing offer is at least as
-  good for Janus as the counter it was about to make. Countering worse than what is on the
-  table gives surplus away for nothing.
-- ``accept_last_turn`` (AC-last): Janus has no later turn; a deal inside the reservation beats
-  the impasse that a counter risks.
-- ``accept_final_turn`` (off by default): the narrower AC-last, only when no counter could be
-  answered at all; at the turn before, Janus then counters and risks the opponent's refusal.
-
-and one rule moves a counter: ``concede_on_stall`` (see :func:`stall_concession`) answers a
-stall of a reciprocating opponent with a small concession instead of a repeated offer.
+Agent rules (:mod:`janus.rules`: named options, counted on the seat like the safety rules)
+close deals a cloned policy walks away from: after the safety clamp, ``concede_on_stall`` may
+move the counter, then an acceptance rule may turn it into an ACCEPT of the standing offer.
 
 A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
 into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
+
+Driven from outside (NegMAS, a server): every observation is checked as it enters
+(:mod:`janus.observation`, one line naming field, value and what was expected); ``price_step``
+puts offers on the caller's price grid; ``threads`` is the agent's own, not process-wide.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +43,7 @@ from janus.decoding import ActionConstraint, constrained_decode
 from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import is_injected, rho_context
+from janus.observation import check_observation, check_observations, check_price_step, snap_price
 from janus.prompt import (
     DEFAULT_K,
     PROMPT_FORMAT_VERSION,
@@ -59,40 +53,16 @@ from janus.prompt import (
     canonical_rho,
     parse_action,
 )
+from janus.rules import (  # noqa: F401 - re-exported: the agent's options live with it
+    ACCEPTANCE_RULES,
+    DEFAULT_RULES,
+    acceptance_rule,
+    check_rules,
+    stall_concession,
+)
+from janus.runtime import check_threads, torch_threads
 
 CHANNELS = ("both", "text", "weights")
-#: The acceptance rules an agent can apply, and what each one does (for ``--help``).
-ACCEPTANCE_RULES: dict[str, str] = {
-    "accept_better": "accept a standing offer at least as good as Janus's own counter",
-    "accept_last_turn": "at Janus's last turn, accept any standing offer inside the reservation",
-    "accept_final_turn": "on the episode's final turn (no counter could be answered), accept "
-    "any standing offer inside the reservation",
-    "concede_on_stall": "when both sides repeat themselves, move Janus's counter a step toward "
-    "the opponent's best offer",
-}
-#: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
-STALL_STEP = 0.1
-#: On by default: each measured better than without it on in-pool opponents, paired episodes
-#: (benchmarks/RESULTS.md); ``accept_final_turn`` measured worse and stays off.
-DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
-
-
-def check_rules(rules: Sequence[str] | str | None) -> tuple[str, ...]:
-    """Rule names from a sequence or a comma string (``""``/``"none"``: no rule)."""
-    if rules is None:
-        return DEFAULT_RULES
-    if isinstance(rules, str):
-        rules = [] if rules.strip().lower() == "none" else rules.split(",")
-    names = tuple(dict.fromkeys(r.strip() for r in rules if r.strip()))
-    unknown = [n for n in names if n not in ACCEPTANCE_RULES]
-    if unknown:
-        raise ValueError(
-            f"unknown acceptance rule(s) {', '.join(map(repr, unknown))}; "
-            f"choose from {', '.join(ACCEPTANCE_RULES)} (or none)"
-        )
-    return names
-
-
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -167,6 +137,11 @@ class SeatStats:
     def rule_accepts(self) -> int:
         return self.rule_accept_better + self.rule_accept_last_turn + self.rule_accept_final_turn
 
+    @classmethod
+    def total(cls, stats: Sequence[SeatStats]) -> SeatStats:
+        """Field-wise sums (``outside_reachable`` then counts seats, not decisions)."""
+        return cls(**{f.name: sum(getattr(s, f.name) for s in stats) for f in fields(cls)})
+
 
 class JanusSeat:
     """One episode seat played by a :class:`JanusAgent` at a fixed requested ρ.
@@ -232,7 +207,13 @@ class JanusSeat:
 
 
 class JanusAgent:
-    """A model, its tokenizer and the action constraint; answers decisions in batches."""
+    """A model, its tokenizer and the action constraint; answers decisions in batches.
+
+    ``price_step``: offers are rounded to ``low + k * price_step`` of the public range (an
+    integer price issue is ``1``), never across the reservation while ``safety`` is on.
+    ``threads``: torch's intra-op threads during this agent's calls (``None``: leave torch's
+    setting alone, as the evaluation does, which sets them for its whole run).
+    """
 
     def __init__(
         self,
@@ -248,6 +229,8 @@ class JanusAgent:
         rules: Sequence[str] | str | None = DEFAULT_RULES,
         calibration: CalibrationMap | None = None,
         prompt_version: int = PROMPT_FORMAT_VERSION,
+        price_step: float | None = None,
+        threads: int | None = None,
     ) -> None:
         if prompt_version not in PROMPT_VERSIONS:
             raise ValueError(
@@ -255,6 +238,8 @@ class JanusAgent:
                 f"(it renders {PROMPT_VERSIONS}): upgrade janus to play this adapter"
             )
         self.prompt_version = prompt_version
+        self.price_step = check_price_step(price_step)
+        self.threads = check_threads(threads)
         self.model = model.eval()
         self.rules = check_rules(rules)
         self.calibration = calibration
@@ -269,6 +254,8 @@ class JanusAgent:
         vocab = model.get_output_embeddings().weight.shape[0]
         self.constraint = ActionConstraint(tokenizer, vocab)
         self._prompt_cache: dict[str, list[int]] = {}
+        #: The seats :meth:`act` plays, one per (requested ρ, role): their counters add up.
+        self.act_seats: dict[tuple[float, str], JanusSeat] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -285,11 +272,14 @@ class JanusAgent:
         dtype: str | torch.dtype = "auto",
         rules: Sequence[str] | str | None = DEFAULT_RULES,
         raw: bool = False,
+        price_step: float | None = None,
+        threads: int | None = None,
     ) -> JanusAgent:
         """Load a trained adapter onto its base (fingerprint checked by the core loader).
 
         ``dtype`` is the base weights' dtype (see :func:`resolve_dtype`); adapters stay fp32.
         The adapter's calibration map (``calibration.json``) is loaded unless ``raw``.
+        ``price_step`` and ``threads``: see :class:`JanusAgent`.
         """
         from janus.checkpoint import load_hyperlora, read_adapter_config
 
@@ -309,6 +299,8 @@ class JanusAgent:
             calibration=None if raw else CalibrationMap.load(adapter),
             # Adapters written before the format was recorded were trained on version 1.
             prompt_version=int(config.get("prompt_format_version", 1)),
+            price_step=price_step,
+            threads=threads,
         )
 
     @classmethod
@@ -321,6 +313,8 @@ class JanusAgent:
         k: int = DEFAULT_K,
         dtype: str | torch.dtype = "float32",
         rules: Sequence[str] | str | None = DEFAULT_RULES,
+        price_step: float | None = None,
+        threads: int | None = None,
     ) -> JanusAgent:
         """The bare base model with the same prompt and constraint: the no-adapter baseline.
 
@@ -336,7 +330,16 @@ class JanusAgent:
             str(base_model), dtype=resolve_dtype(dtype, None)
         )
         resize_for_tokenizer(model, tokenizer)
-        return cls(model.to(device), tokenizer, k=k, safety=safety, label="base", rules=rules)
+        return cls(
+            model.to(device),
+            tokenizer,
+            k=k,
+            safety=safety,
+            label="base",
+            rules=rules,
+            price_step=price_step,
+            threads=threads,
+        )
 
     @property
     def dtype(self) -> torch.dtype:
@@ -373,17 +376,34 @@ class JanusAgent:
     # ------------------------------------------------------------------------ acting
 
     def act(self, observation: Observation, rho: float) -> Action:
-        """One decision at ρ (convenience; evaluation uses seats and batches)."""
-        return self.seat(rho).act(observation)
+        """One decision at ρ, by the agent's seat for this ρ and role (:attr:`act_seats`; one
+        per role: a calibrated seat fixes its dial for one side), so counters add up."""
+        check_observation(observation, price_step=self.price_step)
+        key = (canonical_rho(rho), observation.role.value)
+        seat = self.act_seats.get(key)
+        if seat is None:
+            seat = self.act_seats[key] = self.seat(rho, role=observation.role.value)
+        return seat.act(observation)
+
+    @property
+    def act_stats(self) -> SeatStats:
+        """What happened to every :meth:`act` decision so far (summed over its seats)."""
+        return SeatStats.total([seat.stats for seat in self.act_seats.values()])
 
     def act_batch(
         self, seats: Sequence[JanusSeat], observations: Sequence[Observation]
     ) -> list[Action]:
-        """Answer many decisions; one forward pass per chunk of ``max_batch``."""
+        """Answer many decisions; one forward pass per chunk of ``max_batch``.
+
+        Every observation is checked first (:func:`janus.observation.check_observation`):
+        a bad one raises :class:`janus.observation.ObservationError` before any model work.
+        """
+        check_observations(observations, price_step=self.price_step, seats=len(seats))
         actions: list[Action] = []
-        for start in range(0, len(seats), self.max_batch):
-            stop = start + self.max_batch
-            actions.extend(self._act_chunk(seats[start:stop], observations[start:stop]))
+        with torch_threads(self.threads):
+            for start in range(0, len(seats), self.max_batch):
+                stop = start + self.max_batch
+                actions.extend(self._act_chunk(seats[start:stop], observations[start:stop]))
         return actions
 
     def _encode(self, seat: JanusSeat, observation: Observation) -> list[int]:
@@ -458,59 +478,12 @@ class JanusAgent:
                 if conceded is not None:
                     price = conceded
                     seat.stats.rule_concede_on_stall += 1
-            rule = self._acceptance_rule(observation, price)
+            if self.price_step is not None:
+                price = snap_price(price, observation, self.price_step, safe=self.safety)
+            rule = acceptance_rule(observation, price, self.rules)
             if rule is not None:
                 setattr(seat.stats, f"rule_{rule}", getattr(seat.stats, f"rule_{rule}") + 1)
                 actions.append(Action.accept())
                 continue
             actions.append(Action.offer(price))
         return actions
-
-    def _acceptance_rule(self, observation: Observation, counter: float) -> str | None:
-        """The first acceptance rule that turns ``counter`` into an ACCEPT, if any."""
-        standing = observation.standing_offer
-        if not self.rules or standing is None or not observation.is_acceptable(standing):
-            return None
-        if "accept_better" in self.rules and observation.better_or_equal(standing, counter):
-            return "accept_better"
-        last_turn = observation.turn + 2 > observation.max_turns
-        if "accept_last_turn" in self.rules and last_turn:
-            return "accept_last_turn"
-        if "accept_final_turn" in self.rules and observation.turn >= observation.max_turns:
-            return "accept_final_turn"
-        return None
-
-
-def stall_concession(observation: Observation, counter: float) -> float | None:
-    """The counter ``concede_on_stall`` makes instead of ``counter``, or ``None`` to keep it.
-
-    A stall is two repeats in a row: Janus's counter concedes nothing against its own previous
-    offer, and the opponent's latest offer is no better for Janus than its best one before.
-    Opponents that reciprocate (tit-for-tat) or answer only new offers (MiCRO) then never move,
-    and the game ends in an impasse nobody wanted. The rule gives up :data:`STALL_STEP` of the
-    gap between Janus's previous offer and the opponent's best offer, never past the
-    reservation, and only to an opponent that has conceded before: one that never moved
-    (a hardliner) is waiting for gifts, not for reciprocity. Time-based opponents, which
-    concede on their own, never trigger it.
-    """
-    own, opp = observation.own_offers, observation.opponent_offers
-    if not own or len(opp) < 2:
-        return None
-    previous = own[-1]
-    if not observation.better_or_equal(counter, previous):
-        return None  # the model conceded by itself
-    best_before = opp[0]
-    for price in opp[1:-1]:
-        if observation.better_or_equal(price, best_before):
-            best_before = price
-    if not observation.better_or_equal(best_before, opp[-1]):
-        return None  # the opponent moved: no stall
-    if observation.better_or_equal(opp[0], best_before):
-        return None  # it never conceded: a hardliner is not answered with gifts
-    best = best_before
-    price = previous + STALL_STEP * (best - previous)
-    if not observation.is_acceptable(price):
-        price = observation.reservation
-    if observation.better_or_equal(price, previous):
-        return None  # nothing left to give (already at the reservation)
-    return price

@@ -523,23 +523,16 @@ def export_command(
         str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
     ] = None,
 ) -> None:
-    """Freeze the dial at one ρ: a plain merged model, or a standard PEFT LoRA adapter."""
-    from janus.agent import resolve_adapter_dir
-    from janus.checkpoint import export_peft, load_hyperlora
-    from janus.hyperlora import merge_at_rho
+    """Freeze the dial at one ρ: a plain merged model, or a standard PEFT LoRA adapter.
 
-    if format not in ("merged", "peft"):
-        raise ValueError(f"--format must be 'merged' or 'peft', got {format!r}")
-    adapter = resolve_adapter_dir(run)
-    model, tokenizer, _ = load_hyperlora(adapter, base_model)
-    if format == "merged":
-        merged = merge_at_rho(model, rho)
-        out.mkdir(parents=True, exist_ok=True)
-        merged.save_pretrained(out)
-        tokenizer.save_pretrained(out)
-    else:
-        export_peft(model, rho, out)
-    typer.echo(f"exported at rho={rho}: {out}")
+    Either way the directory stands alone: it holds the tokenizer (with the prompt's added
+    tokens), a model card README.md (base, ρ, how the adapter was trained, loading code for
+    PEFT or transformers, and for vLLM) and janus_export.json (the full provenance).
+    """
+    from janus.export import export_adapter
+
+    result = export_adapter(run, rho, out, format=format, base_model=base_model)
+    typer.echo(f"exported at rho={result.rho:.2f} ({result.format}): {result.path}")
 
 
 @command("play")

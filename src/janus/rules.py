@@ -1,0 +1,108 @@
+"""The agent's named rules: when to take the deal on the table, and when to concede.
+
+A policy cloned from many scripts does not learn the one thing every script does near the
+deadline (take the deal), and repeats its offer where reciprocating opponents wait for a
+move. These rules sit between the model's decoded counter and the action sent; each is an
+option of :class:`janus.agent.JanusAgent` with a name (``--rules``), on by default only where
+it measured better on in-pool opponents (benchmarks/RESULTS.md), and counted on the seat.
+
+Acceptance rules only ever turn a counter into an ACCEPT of a standing offer inside the
+reservation:
+
+- ``accept_better`` (AC-next in the negotiation literature): the standing offer is at least as
+  good for Janus as the counter it was about to make. Countering worse than what is on the
+  table gives surplus away for nothing.
+- ``accept_last_turn`` (AC-last): Janus has no later turn; a deal inside the reservation beats
+  the impasse that a counter risks.
+- ``accept_final_turn`` (off by default): the narrower AC-last, only when no counter could be
+  answered at all; at the turn before, Janus then counters and risks the opponent's refusal.
+
+One rule moves a counter instead: ``concede_on_stall`` (:func:`stall_concession`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from janus.domain import Observation
+
+#: The acceptance rules an agent can apply, and what each one does (for ``--help``).
+ACCEPTANCE_RULES: dict[str, str] = {
+    "accept_better": "accept a standing offer at least as good as Janus's own counter",
+    "accept_last_turn": "at Janus's last turn, accept any standing offer inside the reservation",
+    "accept_final_turn": "on the episode's final turn (no counter could be answered), accept "
+    "any standing offer inside the reservation",
+    "concede_on_stall": "when both sides repeat themselves, move Janus's counter a step toward "
+    "the opponent's best offer",
+}
+#: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
+STALL_STEP = 0.1
+#: On by default: each measured better than without it on in-pool opponents, paired episodes
+#: (benchmarks/RESULTS.md); ``accept_final_turn`` measured worse and stays off.
+DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
+
+
+def check_rules(rules: Sequence[str] | str | None) -> tuple[str, ...]:
+    """Rule names from a sequence or a comma string (``""``/``"none"``: no rule)."""
+    if rules is None:
+        return DEFAULT_RULES
+    if isinstance(rules, str):
+        rules = [] if rules.strip().lower() == "none" else rules.split(",")
+    names = tuple(dict.fromkeys(r.strip() for r in rules if r.strip()))
+    unknown = [n for n in names if n not in ACCEPTANCE_RULES]
+    if unknown:
+        raise ValueError(
+            f"unknown acceptance rule(s) {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(ACCEPTANCE_RULES)} (or none)"
+        )
+    return names
+
+
+def acceptance_rule(observation: Observation, counter: float, rules: Sequence[str]) -> str | None:
+    """The first acceptance rule that turns ``counter`` into an ACCEPT, if any."""
+    standing = observation.standing_offer
+    if not rules or standing is None or not observation.is_acceptable(standing):
+        return None
+    if "accept_better" in rules and observation.better_or_equal(standing, counter):
+        return "accept_better"
+    last_turn = observation.turn + 2 > observation.max_turns
+    if "accept_last_turn" in rules and last_turn:
+        return "accept_last_turn"
+    if "accept_final_turn" in rules and observation.turn >= observation.max_turns:
+        return "accept_final_turn"
+    return None
+
+
+def stall_concession(observation: Observation, counter: float) -> float | None:
+    """The counter ``concede_on_stall`` makes instead of ``counter``, or ``None`` to keep it.
+
+    A stall is two repeats in a row: Janus's counter concedes nothing against its own previous
+    offer, and the opponent's latest offer is no better for Janus than its best one before.
+    Opponents that reciprocate (tit-for-tat) or answer only new offers (MiCRO) then never move,
+    and the game ends in an impasse nobody wanted. The rule gives up :data:`STALL_STEP` of the
+    gap between Janus's previous offer and the opponent's best offer, never past the
+    reservation, and only to an opponent that has conceded before: one that never moved
+    (a hardliner) is waiting for gifts, not for reciprocity. Time-based opponents, which
+    concede on their own, never trigger it.
+    """
+    own, opp = observation.own_offers, observation.opponent_offers
+    if not own or len(opp) < 2:
+        return None
+    previous = own[-1]
+    if not observation.better_or_equal(counter, previous):
+        return None  # the model conceded by itself
+    best_before = opp[0]
+    for price in opp[1:-1]:
+        if observation.better_or_equal(price, best_before):
+            best_before = price
+    if not observation.better_or_equal(best_before, opp[-1]):
+        return None  # the opponent moved: no stall
+    if observation.better_or_equal(opp[0], best_before):
+        return None  # it never conceded: a hardliner is not answered with gifts
+    best = best_before
+    price = previous + STALL_STEP * (best - previous)
+    if not observation.is_acceptable(price):
+        price = observation.reservation
+    if observation.better_or_equal(price, previous):
+        return None  # nothing left to give (already at the reservation)
+    return price
