@@ -27,7 +27,7 @@ from janus.checkpoint import load_hyperlora, resize_for_tokenizer, save_hyperlor
 from janus.cli import app
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import inject_hyperlora, rho_context
-from janus.prompt import SPECIAL_TOKENS
+from janus.prompt import PROMPT_FORMAT_VERSION, SPECIAL_TOKENS
 from janus.tiny import build_model as build_tiny
 from janus.tiny import build_tokenizer
 from janus.train import DATA_FILE, TrainConfig
@@ -73,6 +73,7 @@ def _make_run(root: Path, kind: str) -> Path:
         base_model_name_or_path=base_dir,
         extra_config={
             "special_tokens": list(SPECIAL_TOKENS),
+            "prompt_format_version": PROMPT_FORMAT_VERSION,
             "k": 8,
             "train_config": config.to_json(),
         },
@@ -183,6 +184,7 @@ def test_the_card_says_what_it_is_and_how_it_was_trained(tmp_path: Path) -> None
     assert "| max_steps | 123 |" in card and "| seed | 5 |" in card
     assert "| scripted_rows | 4321 |" in card
     assert "<RHO> 0.33" in card and "base.resize_token_embeddings(57" in card
+    assert "<RESERVATION_NORM> seller:0.3077" in card  # the prompt format it trained with
     assert "## Serve with vLLM (not tested)" in card and "never run" in card
     assert "from vllm.lora.request import LoRARequest" in card
     record = json.loads((out / "janus_export.json").read_text())

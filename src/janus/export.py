@@ -81,13 +81,14 @@ def run_records(adapter: Path) -> dict[str, dict[str, Any] | None]:
     return records
 
 
-def _example_prompt(rho: float, k: int) -> str:
-    """A seller (reservation 600) at turn 3, after its own 1200 and the buyer's 500."""
+def _example_prompt(rho: float, k: int, version: int) -> str:
+    """A seller (reservation 600) at turn 3, after its own 1200 and the buyer's 500, in the
+    prompt format the adapter was trained with."""
     from janus.agent import prompt_state
 
     history = (Offer(Role.SELLER, 1200.0, 1), Offer(Role.BUYER, 500.0, 2))
     observation = Observation(Role.SELLER, 600.0, PriceRange(), 3, MAX_TURNS, 500.0, history)
-    return build_prompt(prompt_state(observation), rho, k)
+    return build_prompt(prompt_state(observation), rho, k, version=version)
 
 
 def _calibration_at(adapter: Path, rho: float) -> dict[str, float] | None:
@@ -132,7 +133,9 @@ def _facts(
         token_rows=len(first) if format == "peft" else len(hyper.trainable_token_ids),
         resize_to=embedding_rows if embedding_rows > base_vocab else None,
         adds_bos=adds_bos(tokenizer),
-        example_prompt=_example_prompt(rho, int(config.get("k", DEFAULT_K))),
+        example_prompt=_example_prompt(
+            rho, int(config.get("k", DEFAULT_K)), int(config.get("prompt_format_version", 1))
+        ),
         source=str(adapter),
         janus_version=__version__,
         training=config.get("train_config") or {},
