@@ -4,7 +4,7 @@ A buyer and a seller with the same reservation see the same version-1 prompt at 
 (no history yet to infer the side from). With the default domain their reservations rarely
 meet (BuyerMax ~ N(900, 50), SellerMin = BuyerMax − [200, 700]), so the confusion hides;
 ``--domain overlap`` draws reservations whose buyer and seller ranges overlap widely
-(BuyerMax ~ N(800, 150), ZOPA width 100–400), where it cannot.
+(``janus.domain.DOMAINS``: BuyerMax ~ N(800, 150), ZOPA width 100–400), where it cannot.
 
 For every adapter given, the same paired episodes (Standard and Neutral configurations,
 every evaluation opponent, both roles) are played raw (no calibration map) on both domains,
@@ -21,14 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from janus.domain import DomainConfig, Role, ZopaWidth
-
-DOMAINS = {
-    "default": DomainConfig(),
-    "overlap": DomainConfig(
-        buyer_max_mean=800.0, buyer_max_std=150.0, zopa_width=ZopaWidth(100, 400)
-    ),
-}
+from janus.domain import DOMAINS, Role
 
 
 def side_figures(records, role: str) -> dict[str, float]:

@@ -297,6 +297,25 @@ def test_bad_configs_are_refused() -> None:
         make_plan(EvaluationConfig(configurations=["standard", "wild"]))
     with pytest.raises(ValueError, match="2 decimals"):
         make_plan(EvaluationConfig(rho_grid=[0.0, 0.125, 1.0]))
+    with pytest.raises(ValueError, match="unknown domain 'moon'; choose from default, overlap"):
+        make_plan(EvaluationConfig(domain="moon"))
+
+
+def test_the_overlap_domain_gives_buyers_and_sellers_the_same_reservations() -> None:
+    """On ``--domain overlap`` a reservation value is often either side's; by default, rarely."""
+
+    def overlap_share(domain: str) -> float:
+        plan = make_plan(EvaluationConfig(opponents=OPPONENTS, episodes_per_cell=8, domain=domain))
+        specs = plan_episodes(plan)
+        buyers = sorted(s.scenario.buyer_max for s in specs)
+        sellers = [s.scenario.seller_min for s in specs]
+        # A seller's reservation inside the central 90% of the buyers' reservations.
+        low, high = buyers[len(buyers) // 20], buyers[-len(buyers) // 20]
+        return sum(low <= r <= high for r in sellers) / len(sellers)
+
+    assert make_plan(EvaluationConfig(domain="overlap")).domain.buyer_max_std == 150.0
+    assert overlap_share("overlap") > 0.4
+    assert overlap_share("default") < 0.1
 
 
 # ------------------------------------------------------------------- the harness

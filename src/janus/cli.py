@@ -449,6 +449,13 @@ def evaluate_command(
     raw: Annotated[
         bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
     ] = False,
+    domain: Annotated[
+        str | None,
+        typer.Option(
+            help="Named domain: default, or overlap (buyer and seller reservation ranges "
+            "overlap: is Janus right about its side?)."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
 ) -> None:
     """Show that the dial works: calibration sweep, configurations, ablations, baselines.
@@ -476,6 +483,7 @@ def evaluate_command(
             "safety": False if no_safety else None,
             "rules": rules,
             "raw": raw or None,
+            "domain": domain,
             "overwrite": overwrite or None,
         },
     )

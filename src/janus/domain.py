@@ -213,6 +213,25 @@ class DomainConfig:
             raise ValueError(f"max_turns must be at least 2, got {self.max_turns}")
 
 
+#: Named domains (``janus evaluate --domain``). ``overlap`` draws reservations whose buyer and
+#: seller ranges overlap widely (BuyerMax ~ N(800, 150), ZOPA width 100–400, so a reservation
+#: of 700 may be either side's): there, only a prompt that names the decider's side can tell a
+#: buyer from a seller before the history does. The default domain keeps them almost apart.
+DOMAINS: dict[str, DomainConfig] = {
+    "default": DomainConfig(),
+    "overlap": DomainConfig(
+        buyer_max_mean=800.0, buyer_max_std=150.0, zopa_width=ZopaWidth(100.0, 400.0)
+    ),
+}
+
+
+def named_domain(name: str) -> DomainConfig:
+    """The domain called ``name`` in :data:`DOMAINS` (one-line error for an unknown name)."""
+    if name not in DOMAINS:
+        raise ValueError(f"unknown domain {name!r}; choose from {', '.join(DOMAINS)}")
+    return DOMAINS[name]
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """One episode's hidden facts: both reservations, the clock and who opens."""

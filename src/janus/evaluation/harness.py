@@ -26,7 +26,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from janus.domain import DomainConfig, Role, Scenario, ZopaWidth, sample_scenario
+from janus.domain import (
+    DomainConfig,
+    Role,
+    Scenario,
+    ZopaWidth,
+    named_domain,
+    sample_scenario,
+)
 from janus.episode import EpisodeResult, Match, Negotiator, run_episodes
 
 __all__ = [
@@ -97,7 +104,8 @@ class EvaluationConfig:
       and weights-only channels (the other channel fed ``ablation_fixed_rho``);
       ``scripted_baselines`` puts every strategy of ``baseline_strategies`` (default: the
       in-pool opponents) in Janus's seat.
-    - ``zopa_width`` (``"500"`` or ``"200:700"``) or a whole ``domain``; ``safety``,
+    - ``zopa_width`` (``"500"`` or ``"200:700"``) or a whole ``domain`` (a
+      :class:`~janus.domain.DomainConfig` or a name of :data:`janus.domain.DOMAINS`); ``safety``,
       ``temperature``, ``device`` go to the agent; ``batch_size`` is the number of episodes
       played in lockstep per :func:`run_episodes` call; ``threads`` sets torch's intra-op
       threads while playing (restored after; ``None`` leaves them alone). The default is 1
@@ -127,7 +135,7 @@ class EvaluationConfig:
     baseline_strategies: Sequence[str] | None = None
     seed: int = 0
     zopa_width: str | ZopaWidth | None = None
-    domain: DomainConfig | None = None
+    domain: DomainConfig | str | None = None
     safety: bool = True
     temperature: float = 0.0
     device: str = "cpu"
@@ -203,6 +211,20 @@ def _check_rho(value: Any, what: str) -> float:
     return round(rho, 2) + 0.0
 
 
+def _domain(config: EvaluationConfig) -> DomainConfig:
+    """The domain of ``config``: named, given whole, or the default with a ZOPA width."""
+    if isinstance(config.domain, str):
+        return named_domain(config.domain)
+    if config.domain is not None:
+        return config.domain
+    if config.zopa_width is None:
+        return DomainConfig()
+    width = config.zopa_width
+    return DomainConfig(
+        zopa_width=width if isinstance(width, ZopaWidth) else ZopaWidth.parse(str(width))
+    )
+
+
 def make_plan(config: EvaluationConfig) -> EvaluationPlan:
     """Check an :class:`EvaluationConfig` and resolve its defaults."""
     from janus.strategies import evaluation_pool, held_out_pool
@@ -238,15 +260,7 @@ def make_plan(config: EvaluationConfig) -> EvaluationPlan:
     if config.calibration and len(grid) < 2:
         raise ValueError("the ρ grid needs at least 2 values for a calibration curve")
     channels = () if not config.calibration else CHANNELS if config.ablations else ("both",)
-    if config.domain is not None:
-        domain = config.domain
-    elif config.zopa_width is None:
-        domain = DomainConfig()
-    else:
-        width = config.zopa_width
-        domain = DomainConfig(
-            zopa_width=width if isinstance(width, ZopaWidth) else ZopaWidth.parse(str(width))
-        )
+    domain = _domain(config)
     if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {config.seed!r}")
     if config.threads is not None and config.threads < 1:

@@ -207,7 +207,8 @@ def _header(run: RunInfo) -> list[str]:
         f"- opponents ({len(run.opponents)}): held out ({len(run.held_out_opponents)}): "
         f"{', '.join(run.held_out_opponents) or '–'}; in pool "
         f"({len(run.in_pool_opponents)}): {', '.join(run.in_pool_opponents) or '–'}",
-        f"- domain: price range {list(domain.price_range)}, ZOPA width "
+        f"- domain: price range {list(domain.price_range)}, BuyerMax ~ "
+        f"N({domain.buyer_max_mean:g}, {domain.buyer_max_std:g}), ZOPA width "
         f"{domain.zopa_width}, {domain.max_turns} turns; safety "
         f"{'off' if context.safety is False else 'on'}",
         _held_out_line(run),
