@@ -31,9 +31,9 @@ def _over(mechanism) -> bool:
 def _next_janus(mechanism) -> PolicyNegotiator | None:
     """The negotiator that acts at the mechanism's next step, if it is a batchable Janus one."""
     state = mechanism.state
-    if _over(mechanism) or not mechanism.nmi.one_offer_per_step:
+    if _over(mechanism) or not mechanism.internal_nmi.one_offer_per_step:
         return None
-    n_steps = mechanism.nmi.n_steps
+    n_steps = mechanism.internal_nmi.n_steps
     if n_steps is not None and state.step >= n_steps:
         return None  # the next step() ends it on the clock
     ids = mechanism.next_negotitor_ids()  # (sic: NegMAS 0.16's spelling)

@@ -12,7 +12,7 @@ role                        buyer if the utility falls with the price, seller if
 own reservation             the price where the utility crosses ``ufun.reserved_value``: exact
                             for a utility affine in the price, interpolated between the two grid
                             prices around the crossing otherwise (so the same grid prices are
-                            acceptable to both)
+                            acceptable to both), rounded to 1e-9 of a price unit
 turn (1-based)              the number of actions taken so far + 1; with
                             ``one_offer_per_step=True`` that is ``state.step + 1`` (checked)
 max turns                   ``n_steps`` with ``one_offer_per_step=True`` (each step is one
@@ -41,6 +41,8 @@ from negmas.preferences import AffineUtilityFunction
 
 from janus.domain import Observation, Offer, PriceRange, Role, Scenario
 
+#: The reservation read from a utility is rounded to this many decimals of a price unit.
+RESERVATION_DECIMALS = 9
 #: Above this many values a discrete issue is snapped arithmetically, never listed.
 _MAX_LISTED = 200_000
 
@@ -147,6 +149,8 @@ def read_side(ufun, outcome_space) -> PriceSide:
         reservation = _reservation_on_grid(ufun, [float(p) for p in prices], rv, cast)
     else:
         reservation = _reservation_continuous(ufun, low, high, role, rv)
+    # The inversion's float error (899.9999999999999 for 900) is below 1e-9 of a price unit.
+    reservation = round(reservation, RESERVATION_DECIMALS)
     return PriceSide(role, reservation, price_range, grid, bool(issue.is_integer()))
 
 

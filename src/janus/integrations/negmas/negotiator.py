@@ -224,7 +224,7 @@ class DecisionBatcher:
     ``batch_sizes`` records every batch, for benchmarks.
     """
 
-    def __init__(self, *, max_wait: float = 0.05) -> None:
+    def __init__(self, *, max_wait: float = 1.0) -> None:
         if not max_wait > 0:
             raise ValueError(f"max_wait must be positive, got {max_wait}")
         self.max_wait = max_wait
@@ -233,6 +233,10 @@ class DecisionBatcher:
         self._model = threading.Lock()
         self._queue: list[_Request] = []
         self._active = 0
+
+    def to_dict(self, **_: Any) -> dict[str, Any]:
+        """What NegMAS's ``serialize`` records of a batcher (it holds locks, not data)."""
+        return {"max_wait": self.max_wait}
 
     def enter(self) -> None:
         with self._cond:
