@@ -352,6 +352,16 @@ def test_negmas_episodes_are_paired_and_reproducible(tmp_path: Path) -> None:
     assert a == b  # a random opponent, other batches: the same episodes
 
 
+def test_the_negmas_preset_is_a_second_held_out_set() -> None:
+    from janus.evaluation.presets import apply_evaluation_preset
+    from janus.integrations.negmas import DEFAULT_OPPONENTS
+
+    plan = make_plan(apply_evaluation_preset("negmas", {"run": "runs/x"}))
+    assert plan.opponents == DEFAULT_OPPONENTS == plan.held_out_opponents
+    assert plan.baselines == DEFAULT_OPPONENTS and plan.in_pool == ()
+    assert "negmas:RandomNegotiator" in DEFAULT_OPPONENTS  # the irrational case is played
+
+
 def test_unknown_negmas_names_fail_in_one_line_before_playing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown NegMAS negotiator 'negmas:NoSuch'"):
         make_plan(_config(tmp_path, opponents=["negmas:NoSuch"]))

@@ -53,6 +53,7 @@ _LAZY = {
     "price_scenarios": "tournament",
     "janus_competitors": "tournament",
     "pair_table": "tournament",
+    "tournament_kwargs": "tournament",
 }
 __all__ = ["DEFAULT_OPPONENTS", "INSTALL_HINT", "PREFIX", "is_negmas_name", *_LAZY]
 

@@ -44,6 +44,10 @@ from janus.prompt import canonical_rho
 
 __all__ = ["DecisionBatcher", "JanusNegotiator", "PolicyNegotiator", "answer_all"]
 
+#: One decision at a time without a batcher: an agent routes ρ through model state
+#: (``rho_context``), so two threads must never run it at once.
+_UNBATCHED = threading.Lock()
+
 
 def answer_all(requests: Sequence[tuple[Any, Observation]]) -> list[Action]:
     """Actions for ``(policy, observation)`` pairs: one ``act_batch`` per shared batch
@@ -70,8 +74,9 @@ class PolicyNegotiator(SAOCallNegotiator):
 
     ``trace`` holds every ``(observation, action)`` the policy was asked and gave, ``invalid``
     the ``(turn, reason)`` of actions NegMAS could not play. With a ``batcher``, decisions go
-    through it (threads); without, each one is answered on its own unless a lockstep driver
-    handed it over first (:meth:`give`).
+    through it (threads); without, each one is answered on its own (one thread at a time)
+    unless a lockstep driver handed it over first (:meth:`give`). One negotiator plays one
+    negotiation, as NegMAS's tournaments make them.
     """
 
     def __init__(self, policy: Any = None, *, batcher: DecisionBatcher | None = None, **kwargs):
@@ -146,7 +151,8 @@ class PolicyNegotiator(SAOCallNegotiator):
         elif self.batcher is not None:
             action = self.batcher.decide(self.policy, obs)
         else:
-            action = self.policy.act(obs)
+            with _UNBATCHED:
+                action = self.policy.act(obs)
         return self._respond(state, obs, action)
 
     def _respond(self, state, obs: Observation, action: Action) -> SAOResponse:
