@@ -367,6 +367,12 @@ def test_unknown_negmas_names_fail_in_one_line_before_playing(tmp_path: Path) ->
         make_plan(_config(tmp_path, opponents=["negmas:NoSuch"]))
 
 
+def test_without_negmas_a_negmas_opponent_says_how_to_install_it(tmp_path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "negmas", None)  # as if it were not installed
+    with pytest.raises(ValueError, match=r"needs NegMAS, which is not installed: pip install"):
+        make_plan(_config(tmp_path))
+
+
 def test_the_core_never_imports_negmas() -> None:
     code = (
         "import sys, janus, janus.cli, janus.evaluation, janus.evaluation.harness, "

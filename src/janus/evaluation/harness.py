@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from janus.domain import DomainConfig, Role, Scenario, ZopaWidth, sample_scenario
 from janus.episode import EpisodeResult, Match, Negotiator, run_episodes
-from janus.integrations.negmas import is_negmas_name
+from janus.integrations.negmas import is_negmas_name, require_negmas
 
 __all__ = [
     "BASE",
@@ -183,6 +183,7 @@ def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
     negmas = [n for n in names if is_negmas_name(n)]
     if negmas:
+        require_negmas(f"{what} {', '.join(negmas)}")
         from janus.integrations.negmas.evaluation import check_names
 
         check_names(negmas, what)

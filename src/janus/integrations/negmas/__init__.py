@@ -63,12 +63,13 @@ def is_negmas_name(name: str) -> bool:
     return isinstance(name, str) and name.startswith(PREFIX)
 
 
-def require_negmas() -> None:
-    """Import NegMAS or fail in one line that says how to install it."""
+def require_negmas(names: str = "the NegMAS integration") -> None:
+    """Import NegMAS or fail in one line that says how to install it (a ``ValueError``, so
+    that the command line reports it as a user error)."""
     try:
         importlib.import_module("negmas")
     except ImportError:
-        raise ImportError(f"NegMAS is not installed: {INSTALL_HINT}") from None
+        raise ValueError(f"{names} needs NegMAS, which is not installed: {INSTALL_HINT}") from None
 
 
 def __getattr__(name: str) -> Any:

@@ -115,7 +115,8 @@ def tournament_kwargs(max_turns: int = 20) -> dict[str, Any]:
 
 def pair_table(results: Any, scenarios: Sequence[NegmasScenario]) -> list[dict[str, Any]]:
     """Per (negotiator, partner): negotiations, agreement rate, mean achieved ρ (agreements;
-    0 = the seller's reservation, 1 = the buyer's), mean utility, sorted by name.
+    0 = the seller's reservation, 1 = the buyer's), mean NegMAS utility (the reserved value
+    for no agreement, as NegMAS scores it), sorted by name.
 
     Reads the tournament's ``details``: the agreement and which ufun each side held (its
     reserved value identifies the scenario's side, since rotation swaps the ufuns).
