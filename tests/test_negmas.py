@@ -4,6 +4,7 @@ changes nothing, NegMAS opponents in janus evaluate, and a NegMAS tournament."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 import threading
@@ -297,17 +298,16 @@ def test_negmas_opponents_in_janus_evaluate(tmp_path: Path) -> None:
     agent = ScriptedAgent()
     result = evaluate(_config(tmp_path), agent=agent)
     s = result.summary
-    assert set(s["run"]["held_out_opponents"]) == {
+    assert set(s.run.held_out_opponents) == {
         "negmas:BoulwareTBNegotiator",
         "negmas:RandomNegotiator",
     }  # NegMAS's negotiators are held out without being told
     assert max(agent.batches) > 1  # decisions of concurrent NegMAS negotiations batched
-    block = s["negmas"]
+    block = json.loads((result.out_dir / "negmas.json").read_text(encoding="utf-8"))
     assert set(block["opponents"]) == {"negmas:BoulwareTBNegotiator", "negmas:RandomNegotiator"}
     assert "negmas:MiCRONegotiator" in block["in_janus_seat"]
-    assert (
-        "negmas:MiCRONegotiator" in s["configurations"]["script:negmas:MiCRONegotiator"]["strategy"]
-    )
+    seat = s.configurations["script:negmas:MiCRONegotiator"]
+    assert seat.strategy == "negmas:MiCRONegotiator" and seat.by_opponent["boulware"].episodes
     with open(result.episodes_csv, encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     negmas_rows = [r for r in rows if r["opponent"].startswith("negmas:")]

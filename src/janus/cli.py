@@ -410,7 +410,7 @@ def evaluate_command(
         typer.Option(
             help="full (default sizes), cpu-demo (janus demo's sizes), cpu-real (a 135M base "
             "on 2 CPU cores: held-out opponents, no ablations) or negmas (NegMAS's built-in "
-            "negotiators as a second held-out set; needs janus[negmas]); options override it."
+            "negotiators as a second held-out set, the negmas extra); options override it."
         ),
     ] = None,
     base_model: Annotated[

@@ -1,4 +1,4 @@
-"""The NegMAS part of an evaluation's summary and report: per opponent, and irrationality.
+"""The NegMAS part of an evaluation's report (``negmas.json``, a report.md section).
 
 Pooled numbers (calibration over the NegMAS opponents, configurations, baselines) are the
 ordinary summary's: in the ``negmas`` preset the NegMAS negotiators are the held-out set.
@@ -11,14 +11,21 @@ and are listed here. This module imports no NegMAS: it reads records only.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from janus.evaluation.harness import SCRIPTED_PREFIX, SWEEP, EpisodeRecord, EvaluationPlan
 from janus.evaluation.summary import calibration_block
 from janus.integrations.negmas import is_negmas_name
 
-__all__ = ["irrational_offers", "negmas_summary", "render_section"]
+__all__ = ["NEGMAS_FILE", "irrational_offers", "negmas_summary", "render_section", "write_json"]
+
+#: The NegMAS block of a report directory, beside ``summary.json`` (whose typed format it
+#: leaves alone).
+NEGMAS_FILE = "negmas.json"
 
 #: The irrational deals listed in report.md (all of them are in summary.json).
 REPORT_DEALS = 12
@@ -58,11 +65,11 @@ def _opponent_block(
     calibration = calibration_block(sweep, plan.grid, seed=seed, n_resamples=n_resamples)
     if calibration is not None:
         block["calibration"] = {
-            key: calibration[key]
+            key: getattr(calibration, key)
             for key in ("mae", "per_episode_mae", "spearman", "slope", "agreement_rate")
         }
         block["calibration"]["agreement_by_rho"] = {
-            f"{p['rho']:.2f}": p["agreement_rate"] for p in calibration["curve"]
+            f"{p.rho:.2f}": p.agreement_rate for p in calibration.curve
         }
     opponent_role = {"buyer": "seller", "seller": "buyer"}
     block["irrational_offers"] = sum(
@@ -119,11 +126,32 @@ def _f(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
-def render_section(block: dict[str, Any] | None, summary: dict[str, Any]) -> str:
+def _plain(value: Any) -> Any:
+    """JSON-ready: NaN → null, tuples → lists (the rule of ``summary.json``)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(block: dict[str, Any] | None, directory: Path) -> Path | None:
+    """``negmas.json`` in a report directory (being written atomically by the caller)."""
+    if block is None:
+        return None
+    path = Path(directory) / NEGMAS_FILE
+    path.write_text(json.dumps(_plain(block), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def render_section(block: dict[str, Any] | None, summary: Any) -> str:
     """Markdown for report.md: per NegMAS opponent, then the irrational deals."""
     if not block:
         return ""
-    standard = (summary.get("configurations") or {}).get("standard", {}).get("by_opponent", {})
+    configuration = summary.configurations.get("standard")
+    standard = configuration.by_opponent if configuration is not None else {}
     lines = [
         "## NegMAS negotiators",
         "",
@@ -139,12 +167,13 @@ def render_section(block: dict[str, Any] | None, summary: dict[str, Any]) -> str
     for name, b in block["opponents"].items():
         c = b.get("calibration", {})
         agree = " ".join(_f(v, 2) for v in c.get("agreement_by_rho", {}).values()) or "–"
-        m = standard.get(name, {})
+        m = standard.get(name)
+        utility, agreement = (None, None) if m is None else (m.utility, m.agreement_rate)
         flag = " ⚠" if b["irrational"] else ""
         lines.append(
             f"| {name.removeprefix('negmas:')}{flag} | {_f(c.get('mae'))} | {_f(c.get('slope'), 2)}"
-            f" | {_f(c.get('spearman'), 2)} | {agree} | {_f(m.get('utility'))} "
-            f"({_f(m.get('agreement_rate'), 2)}) | {b['irrational_offers']} | "
+            f" | {_f(c.get('spearman'), 2)} | {agree} | {_f(utility)} "
+            f"({_f(agreement, 2)}) | {b['irrational_offers']} | "
             f"{b['deals_past_own_reservation']} |"
         )
     if block["in_janus_seat"]:
@@ -162,7 +191,7 @@ def render_section(block: dict[str, Any] | None, summary: dict[str, Any]) -> str
         lines += [
             "",
             f"Deals past a side's own reservation: {len(deals)} (first {REPORT_DEALS} below; "
-            "all in summary.json, `negmas.irrational_deals`).",
+            f"all in {NEGMAS_FILE}, `irrational_deals`).",
             "",
             "| configuration | opponent | Janus role | episode | irrational side | price | "
             "its reservation | achieved ρ |",
