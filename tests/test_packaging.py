@@ -18,7 +18,7 @@ def declared(group: str | None = None) -> list[Requirement]:
 
 
 def test_installed_versions_satisfy_the_declared_ranges() -> None:
-    requirements = declared() + declared("dev")
+    requirements = declared() + declared("dev") + declared("negmas")
     for requirement in requirements:
         try:
             installed = version(requirement.name)
@@ -36,3 +36,11 @@ def test_core_dependencies_are_bounded_where_a_major_would_break() -> None:
         assert next_major not in ranges[name], name
     assert "4.57.0" not in ranges["transformers"]  # the code uses the transformers 5 API
     assert "1.11.0" not in ranges["scipy"]  # isotonic_regression needs scipy 1.12
+
+
+def test_negmas_is_an_optional_extra_never_a_core_dependency() -> None:
+    # NegMAS is AGPL-3.0: the Apache-2.0 core must not require it
+    assert "negmas" not in {r.name for r in declared()}
+    assert "negmas" not in {r.name for r in declared("dev")}
+    (negmas,) = declared("negmas")
+    assert "0.16.0" in negmas.specifier and "0.17.0" not in negmas.specifier

@@ -411,8 +411,9 @@ def evaluate_command(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="full (default sizes), cpu-demo (janus demo's sizes) or cpu-real (a 135M base "
-            "on 2 CPU cores: held-out opponents, no ablations); options override it."
+            help="full (default sizes), cpu-demo (janus demo's sizes), cpu-real (a 135M base "
+            "on 2 CPU cores: held-out opponents, no ablations) or negmas (NegMAS's built-in "
+            "negotiators as a second held-out set, the negmas extra); options override it."
         ),
     ] = None,
     base_model: Annotated[
@@ -420,7 +421,10 @@ def evaluate_command(
     ] = None,
     opponents: Annotated[
         str | None,
-        typer.Option(help="Comma-separated opponents (default: in-pool + held-out strategies)."),
+        typer.Option(
+            help="Comma-separated opponents (default: in-pool + held-out strategies); "
+            "negmas:<class> is a NegMAS negotiator, e.g. negmas:BoulwareTBNegotiator."
+        ),
     ] = None,
     episodes_per_cell: Annotated[
         int | None, typer.Option(help="Episodes per opponent x role x configuration (default: 4).")

@@ -35,6 +35,7 @@ from janus.domain import (
     sample_scenario,
 )
 from janus.episode import EpisodeResult, Match, Negotiator, run_episodes
+from janus.integrations.negmas import is_negmas_name, require_negmas
 
 __all__ = [
     "BASE",
@@ -50,6 +51,7 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationPlan",
     "build_match",
+    "build_seat",
     "cell_seed",
     "make_plan",
     "plan_episodes",
@@ -94,6 +96,9 @@ class EvaluationConfig:
     - ``opponents`` default to ``evaluation_pool() + held_out_pool()``; ``held_out`` (default
       ``held_out_pool()``) marks which of them were kept out of training: calibration is
       reported on held-out, in-pool and all opponents, the held-out one being the headline.
+      An opponent (or baseline) ``negmas:<class>`` is one of NegMAS's SAO negotiators (the
+      ``negmas`` extra), played in a real ``SAOMechanism`` (:mod:`janus.integrations.negmas`);
+      such opponents are always held out, since no training data can contain them.
     - ``episodes_per_cell``: episodes per (opponent × Janus role × configuration);
       ``sweep_episodes_per_cell`` the same for every (ρ* × channels) point of the sweep
       (default: ``episodes_per_cell``). The first mover alternates with the episode index
@@ -177,12 +182,20 @@ class EvaluationPlan:
 
 
 def _names(values: Iterable[str], what: str) -> tuple[str, ...]:
+    """Strategy names checked against the registry; ``negmas:<class>`` names a NegMAS
+    negotiator (checked by the optional integration, which imports NegMAS)."""
     from janus.strategies import REGISTRY
 
     if isinstance(values, str):
         values = values.split(",")
     names = tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
-    unknown = [n for n in names if n not in REGISTRY]
+    negmas = [n for n in names if is_negmas_name(n)]
+    if negmas:
+        require_negmas(f"{what} {', '.join(negmas)}")
+        from janus.integrations.negmas.evaluation import check_names
+
+        check_names(negmas, what)
+    unknown = [n for n in names if n not in REGISTRY and not is_negmas_name(n)]
     if unknown:
         raise ValueError(
             f"unknown {what} {', '.join(map(repr, unknown))}; "
@@ -236,6 +249,8 @@ def make_plan(config: EvaluationConfig) -> EvaluationPlan:
     if not opponents:
         raise ValueError("no opponents to evaluate against")
     held = _names(held_out_pool() if config.held_out is None else config.held_out, "held-out")
+    # NegMAS's negotiators never play in Janus's training data: always held out.
+    held = (*held, *(o for o in opponents if is_negmas_name(o) and o not in held))
     names = config.configurations
     if isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
@@ -408,14 +423,10 @@ def _seat_seed(spec: EpisodeSpec) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
-def build_match(
+def build_seat(
     spec: EpisodeSpec, agent: Any = None, base_agent: Any = None, fixed_rho: float = 0.5
-) -> tuple[Match, Negotiator]:
-    """A fresh match for ``spec``: ``(match, the seat playing for Janus)``.
-
-    The opponent is ``create_strategy(opponent, spec.seed)``, so every configuration meets
-    the same opponent behaviour on the same scenario.
-    """
+) -> Negotiator:
+    """A fresh negotiator for Janus's seat of ``spec`` (a seat of an agent, or a strategy)."""
     from janus.strategies import create_strategy
 
     if spec.kind == "janus":
@@ -437,6 +448,20 @@ def build_match(
         seat = create_strategy(spec.janus_strategy, _seat_seed(spec))
     else:
         raise ValueError(f"unknown episode kind {spec.kind!r}")
+    return seat
+
+
+def build_match(
+    spec: EpisodeSpec, agent: Any = None, base_agent: Any = None, fixed_rho: float = 0.5
+) -> tuple[Match, Negotiator]:
+    """A fresh match for ``spec``: ``(match, the seat playing for Janus)``.
+
+    The opponent is ``create_strategy(opponent, spec.seed)``, so every configuration meets
+    the same opponent behaviour on the same scenario.
+    """
+    from janus.strategies import create_strategy
+
+    seat = build_seat(spec, agent, base_agent, fixed_rho)
     opponent = create_strategy(spec.opponent, spec.seed)
     if spec.janus_role is Role.BUYER:
         match = Match(seat, opponent, spec.scenario, spec.seed)
@@ -592,6 +617,35 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
     )
 
 
+def uses_negmas(spec: EpisodeSpec) -> bool:
+    """Whether a NegMAS negotiator plays in ``spec`` (then it is played in NegMAS)."""
+    return is_negmas_name(spec.opponent) or is_negmas_name(spec.janus_strategy or "")
+
+
+def _play_chunk(
+    chunk: Sequence[EpisodeSpec], agent: Any, base_agent: Any, fixed_rho: float, on_finished
+) -> list[EpisodeRecord]:
+    """Records of ``chunk`` in its order: Janus's own loop, or NegMAS's ``SAOMechanism`` for
+    the episodes with a NegMAS negotiator (both batched, see their modules)."""
+    records: list[EpisodeRecord | None] = [None] * len(chunk)
+    plain = [i for i, spec in enumerate(chunk) if not uses_negmas(spec)]
+    if plain:
+        built = [build_match(chunk[i], agent, base_agent, fixed_rho) for i in plain]
+        results = run_episodes([m for m, _ in built], on_finished=on_finished)
+        for i, (_, seat), result in zip(plain, built, results, strict=True):
+            records[i] = record_episode(chunk[i], result, seat)
+    others = [i for i, spec in enumerate(chunk) if uses_negmas(spec)]
+    if others:
+        from janus.integrations.negmas.evaluation import play_specs
+
+        played = play_specs(
+            [chunk[i] for i in others], agent, base_agent, fixed_rho, on_finished=on_finished
+        )
+        for i, record in zip(others, played, strict=True):
+            records[i] = record
+    return records  # type: ignore[return-value]
+
+
 def play_episodes(
     specs: Sequence[EpisodeSpec],
     agent: Any = None,
@@ -612,10 +666,7 @@ def play_episodes(
     ) as bar:
         for start in range(0, len(specs), batch_size):
             chunk = specs[start : start + batch_size]
-            built = [build_match(s, agent, base_agent, fixed_rho) for s in chunk]
-            results = run_episodes([m for m, _ in built], on_finished=bar.update)
-            for spec, (_, seat), result in zip(chunk, built, results, strict=True):
-                records.append(record_episode(spec, result, seat))
+            records.extend(_play_chunk(chunk, agent, base_agent, fixed_rho, bar.update))
             agreed = sum(r.agreement for r in records)
             bar.set_postfix(agreement=f"{agreed / len(records):.2f}")
     return records

@@ -13,7 +13,7 @@ from typing import Any
 
 from janus.evaluation.harness import EvaluationConfig
 
-EVALUATION_PRESETS: tuple[str, ...] = ("full", "cpu-demo", "cpu-real")
+EVALUATION_PRESETS: tuple[str, ...] = ("full", "cpu-demo", "cpu-real", "negmas")
 
 
 def evaluation_preset(name: str) -> dict[str, Any]:
@@ -25,6 +25,10 @@ def evaluation_preset(name: str) -> dict[str, Any]:
     - ``cpu-real``: a 135M-parameter base on 2 CPU cores: the held-out opponents only, 4
       episodes a cell, the five configurations and the ρ* sweep without ablations (640
       episodes), base weights in the dtype the adapter trained with, 2 threads.
+    - ``negmas``: NegMAS's built-in negotiators (``janus.integrations.negmas.DEFAULT_OPPONENTS``,
+      the ``negmas`` extra) as a second held-out set, each of them also in Janus's seat
+      against the same opponents; 2 episodes a cell, no ablations (about 900 episodes with a
+      calibration map). The run's ``--opponents`` may name other ones.
     """
     if name == "full":
         return {}
@@ -43,6 +47,17 @@ def evaluation_preset(name: str) -> dict[str, Any]:
             # At 135M parameters the matmuls are large enough for a second thread to pay
             # (janus-tiny's are not; there one thread is the safe default).
             "threads": 2,
+        }
+    if name == "negmas":
+        from janus.integrations.negmas import DEFAULT_OPPONENTS
+
+        return {
+            "opponents": DEFAULT_OPPONENTS,
+            "held_out": DEFAULT_OPPONENTS,
+            "baseline_strategies": DEFAULT_OPPONENTS,
+            "episodes_per_cell": 2,
+            "sweep_episodes_per_cell": 2,
+            "ablations": False,
         }
     raise ValueError(f"unknown evaluation preset {name!r}; choose from {list(EVALUATION_PRESETS)}")
 

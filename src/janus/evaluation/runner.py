@@ -140,6 +140,25 @@ def _run_context(
     )
 
 
+def _negmas_hook(summary: EvaluationSummary, records, plan, n_resamples: int):
+    """With NegMAS negotiators in the plan, a writer of ``negmas.json`` (per opponent,
+    irrational sides flagged: :mod:`janus.integrations.negmas.summary`) that returns the
+    report's NegMAS section; without, one that writes nothing."""
+    from janus.integrations.negmas import is_negmas_name
+
+    if not any(is_negmas_name(n) for n in (*plan.opponents, *plan.baselines)):
+        return lambda _directory: ""
+    from janus.integrations.negmas.summary import negmas_summary, render_section, write_json
+
+    block = negmas_summary(records, plan, n_resamples=n_resamples)
+
+    def write(directory: Path) -> str:
+        write_json(block, directory)
+        return "\n" + render_section(block, summary)
+
+    return write
+
+
 def evaluate(
     config: EvaluationConfig, *, agent: Any = None, base_agent: Any = None
 ) -> EvaluationResult:
@@ -209,6 +228,7 @@ def evaluate(
     summary = summarize(
         records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds
     )
+    extra = _negmas_hook(summary, records, plan, config.bootstrap_resamples)
     plots: dict[str, str] = {}
 
     def write(tmp: Path) -> None:
@@ -216,9 +236,8 @@ def evaluate(
         if config.plots:
             plots.update({k: p.name for k, p in write_plots(summary, tmp).items()})
         write_summary_json(summary, tmp / SUMMARY_FILE)
-        (tmp / REPORT_FILE).write_text(
-            render_report(summary, {k: Path(v) for k, v in plots.items()}), encoding="utf-8"
-        )
+        report = render_report(summary, {k: Path(v) for k, v in plots.items()})
+        (tmp / REPORT_FILE).write_text(report + extra(tmp), encoding="utf-8")
 
     out = atomic_directory(out, write, overwrite=config.overwrite)
     return EvaluationResult(

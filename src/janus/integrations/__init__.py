@@ -1,0 +1,1 @@
+"""Bridges between Janus and other negotiation platforms (optional extras, imported lazily)."""
