@@ -482,16 +482,35 @@ def export_peft(
         "hyperlora": config.to_dict(),
     }
 
-    def write(tmp: Path) -> None:
+    def weights(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / PEFT_STATE_FILE))
         _write_json(tmp / CONFIG_FILE, peft_config)
-        _write_json(tmp / EXPORT_FILE, record)
+
+    return write_export(path, weights, tokenizer=tokenizer, record=record, files=files)
+
+
+def write_export(
+    path: str | os.PathLike[str],
+    weights: Callable[[Path], None],
+    *,
+    tokenizer: Any,
+    record: dict[str, Any],
+    files: dict[str, str] | None = None,
+) -> Path:
+    """Write an export directory atomically: ``weights(tmp)``, the tokenizer, the provenance
+    record (:data:`EXPORT_FILE`) and any extra text ``files`` (the model card).
+
+    Only an earlier export is replaced: never a training adapter (it has adapter_config.json
+    too), so a wrong ``--out`` cannot clobber the run it came from.
+    """
+
+    def write(tmp: Path) -> None:
+        weights(tmp)
         tokenizer.save_pretrained(str(tmp))
+        _write_json(tmp / EXPORT_FILE, record)
         for name, text in (files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
 
-    # Only an earlier export is replaced: never a training adapter (it has adapter_config.json
-    # too), so a wrong --out cannot clobber the run it came from.
     return atomic_directory(
         Path(path),
         write,

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from janus import __version__
-from janus.atomic import atomic_directory
 from janus.base_model import locate_base_model
 from janus.card import CardFacts, render_card
 from janus.checkpoint import (
@@ -29,6 +28,7 @@ from janus.checkpoint import (
     export_peft,
     load_hyperlora,
     peft_token_rows,
+    write_export,
 )
 from janus.domain import MAX_TURNS, Observation, Offer, PriceRange, Role
 from janus.prompt import DEFAULT_K, SPECIAL_TOKENS, build_prompt, canonical_rho
@@ -172,18 +172,8 @@ def export_merged(
     merged = merge_at_rho(model, rho, keep_original=False)
     record = {**(provenance or {}), "format": "merged", "rho": rho, "janus_version": __version__}
 
-    def write(tmp: Path) -> None:
-        merged.save_pretrained(tmp)
-        tokenizer.save_pretrained(str(tmp))
-        (tmp / EXPORT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-        for name, text in (files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-
-    return atomic_directory(
-        Path(path),
-        write,
-        replaceable=lambda p: not any(p.iterdir()) or (p / EXPORT_FILE).is_file(),
-        what=f"export directory (no {EXPORT_FILE})",
+    return write_export(
+        path, merged.save_pretrained, tokenizer=tokenizer, record=record, files=files
     )
 
 
