@@ -375,7 +375,11 @@ def train(
         ),
         state=state,
         settings=LoopSettings(
-            config.max_steps, config.grad_accum, config.max_grad_norm, config.bf16, progress
+            max_steps=config.max_steps,
+            grad_accum=config.grad_accum,
+            max_grad_norm=config.max_grad_norm,
+            bf16=config.bf16,
+            progress=progress,
         ),
         dist=dist,
         callbacks=[
