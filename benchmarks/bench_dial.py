@@ -24,7 +24,7 @@ from janus.decoding import constrained_decode
 from janus.examples import DecisionStepDataset, ExampleCollator
 from janus.hyperlora import rho_context
 from janus.prompt import parse_action
-from janus.train import _forward_loss
+from janus.training.losses import target_token_loss
 
 GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
@@ -73,9 +73,9 @@ def val_loss(model, dataset, indices, pad_id, use_rho: bool) -> float:
             batch = collate([dataset[i] for i in indices[start : start + 64]])
             if use_rho:
                 with rho_context(model, batch["rho"]):
-                    loss, n = _forward_loss(model, batch)
+                    loss, n = target_token_loss(model, batch)
             else:
-                loss, n = _forward_loss(model, batch)
+                loss, n = target_token_loss(model, batch)
             total += float(loss.sum())
             count += int(n.sum())
     return total / count

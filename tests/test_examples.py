@@ -27,7 +27,7 @@ from janus.examples import (
     row_prompt_and_target,
 )
 from janus.prompt import SPECIAL_TOKENS, PromptState, build_prompt, canonical_rho
-from janus.tiny import build_tokenizer, tokenizer_corpus
+from janus.tiny_tokenizer import build_tokenizer, tokenizer_corpus
 
 # ------------------------------------------------------------------------ tokenizers
 

@@ -147,7 +147,7 @@ def test_cache_reuses_a_matching_base(
     def no_training(*args, **kwargs):
         raise AssertionError("a cached base must not be retrained")
 
-    monkeypatch.setattr(tiny, "_train", no_training)
+    monkeypatch.setattr(tiny, "_pretrain", no_training)
     assert tiny.pretrain_tiny_base(synthetic_decision_steps, base_dir, **SHORT) == base_dir
     assert weights.stat().st_mtime_ns == stamp
     with pytest.raises(FileExistsError, match="max_steps"):

@@ -6,12 +6,31 @@ pretrained LLM that knows the format but not the dial": a small Llama-architectu
 a locally built tokenizer, pretrained on the prepared corpus with the ρ line made
 uninformative. It is then frozen and HyperLoRA learns the dial, as it would on Qwen or Llama.
 
-- :func:`build_tokenizer`: a byte-level BPE trained deterministically on a fixed synthetic
-  corpus of canonical prompts; digits split one by one (like real LLM tokenizers); the nine
-  prompt tokens plus ``<s> </s> <pad> <unk>`` are special; BOS is added like Llama does.
+- :func:`~janus.tiny_tokenizer.build_tokenizer` (in :mod:`janus.tiny_tokenizer`): a
+  byte-level BPE trained deterministically on a fixed synthetic corpus of canonical prompts.
 - :data:`PRESETS`: ``tiny`` (≈1M parameters, tests and the CPU demo), ``small`` (≈10M).
 - :func:`pretrain_tiny_base`: short, deterministic, cached pretraining → a normal model
   directory that ``AutoModelForCausalLM`` / ``AutoTokenizer`` load.
+
+Why ρ-blind: the base must learn the prompt format and the *average* policy of the corpus,
+but not the dial — learning the dial is HyperLoRA's job, and a base that already reads ρ
+would leave it nothing to show. So the ``<RHO>`` line of every example shows a ρ drawn at
+random per example from a generator seeded with the pretraining seed, independent of the
+outcome (``rho_mode="blind"``; −1.0 / ``<RHO_FAIL>`` with probability 0.1, else uniform on
+{0.00, …, 1.00}). A random value rather than no value, so that the base sees the same kind of
+``<RHO>`` line that HyperLoRA training later shows it. Impasse rows are included (their ρ
+text is just as random): they are valid examples of the average policy.
+
+Pretraining is full-parameter causal-LM training with the loop HyperLoRA training uses
+(:mod:`janus.training`): loss on target tokens (and EOS) only, AdamW (β₂ = 0.95, weight
+decay 0.01), linear warm-up then cosine decay to 10 %, gradient clipping at 1.0.
+
+Cached: if the output directory already holds a base made with the same recipe (preset,
+steps, seed, data fingerprint, prompt format, janus version, …) it is returned untouched; a
+different recipe is an error unless ``overwrite=True`` (which always retrains). A directory
+that is neither empty nor a janus-tiny base is never replaced, ``overwrite`` or not. The
+directory is written atomically (temporary directory + rename) and holds the model, the
+tokenizer (special tokens included) and ``janus_base.json`` (recipe and results).
 """
 
 from __future__ import annotations
@@ -20,7 +39,6 @@ import hashlib
 import json
 import logging
 import math
-import random
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -28,125 +46,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaConfig, LlamaForCausalLM
 
 import janus
 from janus.atomic import atomic_directory
 from janus.examples import (
-    IGNORE_INDEX,
     DecisionStepDataset,
     ExampleCollator,
     LengthBucketedBatchSampler,
     add_special_tokens,
     resolve_decision_steps,
 )
-from janus.prompt import (
-    DEFAULT_K,
-    IMPASSE_RHO,
-    PROMPT_FORMAT_VERSION,
-    ROLES,
-    SPECIAL_TOKENS,
-    PromptState,
-    build_prompt,
-    build_target,
-)
+from janus.prompt import DEFAULT_K, PROMPT_FORMAT_VERSION
 from janus.runtime import torch_threads
+from janus.tiny_tokenizer import MAX_POSITIONS, build_tokenizer, tokenizer_fingerprint
+from janus.training.distributed import DistInfo
+from janus.training.loop import LoopSettings, StepReport, batch_stream, run_loop
+from janus.training.losses import TargetTokenObjective
+from janus.training.schedules import warmup_decay_schedule
+from janus.training.state import TrainState
+from janus.training.validation import mean_token_loss
 
 logger = logging.getLogger(__name__)
 
 BASE_INFO_FILE = "janus_base.json"
 BASE_INFO_FORMAT = 1
-BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
-MAX_POSITIONS = 512
-
-TOKENIZER_CORPUS_SIZE = 600
-TOKENIZER_CORPUS_SEED = 20240531
-TOKENIZER_VOCAB_SIZE = 512
-
-
-# ---------------------------------------------------------------------------- tokenizer
-
-
-def tokenizer_corpus(
-    n: int = TOKENIZER_CORPUS_SIZE, seed: int = TOKENIZER_CORPUS_SEED
-) -> list[str]:
-    """A fixed synthetic corpus of prompt + target texts rendered from random states.
-
-    Rendered with the canonical prompt itself, so the merges cover exactly the words the
-    prompt uses. ``random.Random`` with a fixed seed: the same texts on every machine.
-    """
-    rng = random.Random(seed)
-    texts = []
-    for _ in range(n):
-        max_turns = rng.choice((10, 12, 16, 20, 24, 30))
-        turn = rng.randint(1, max_turns)
-        history = tuple((rng.choice(ROLES), rng.random()) for _ in range(rng.randint(0, turn)))
-        state = PromptState(
-            turn=turn,
-            max_turns=max_turns,
-            reservation_norm=rng.random(),
-            last_offer_norm=history[-1][1] if history else None,
-            history=history,
-        )
-        rho = rng.choice((None, IMPASSE_RHO, rng.random(), rng.random()))
-        k = rng.choice((0, 4, 8, 8, 12))
-        target = (
-            build_target("ACCEPT") if rng.random() < 0.3 else build_target("OFFER", rng.random())
-        )
-        # Version 1 (no side on the reservation line): version 2 adds no word that the
-        # history's ``role:price`` entries do not already show, so the tokenizer (and every
-        # janus-tiny base built with it) is the same for both formats.
-        texts.append(build_prompt(state, rho, k, version=1) + target)
-    return texts
-
-
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """The janus-tiny tokenizer: byte-level BPE, digits one by one, prompt tokens special.
-
-    Byte-level, so every string round-trips exactly (decode(encode(x)) == x). Trained on
-    :func:`tokenizer_corpus` with a fixed seed; the BPE trainer breaks ties deterministically,
-    so every build produces the same vocabulary and merges (the test checks it). BOS is added
-    in front of every encoded text by a template post-processor, as Llama's tokenizer does.
-    """
-    special = [UNK, BOS, EOS, PAD, *SPECIAL_TOKENS]
-    backend = Tokenizer(models.BPE(unk_token=UNK))
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
-        ]
-    )
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TOKENIZER_VOCAB_SIZE,
-        min_frequency=2,
-        special_tokens=special,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(tokenizer_corpus(), trainer=trainer)
-    bos_id = backend.token_to_id(BOS)
-    backend.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B:1", special_tokens=[(BOS, bos_id)]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        unk_token=UNK,
-        extra_special_tokens=list(SPECIAL_TOKENS),
-        model_max_length=MAX_POSITIONS,
-    )
-    add_special_tokens(tokenizer)  # no-op by construction; checks every token has its own id
-    return tokenizer
-
-
-def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerFast) -> str:
-    """sha256 of the serialised backend tokenizer (vocabulary, merges, special tokens)."""
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
 
 
 # ------------------------------------------------------------------------------ presets
@@ -249,133 +174,132 @@ def pretrain_tiny_base(
 ) -> Path:
     """Pretrain janus-tiny on the prepared corpus's train split with ρ hidden; return its dir.
 
-    Why ρ-blind: the base must learn the prompt format and the *average* policy of the
-    corpus, but not the dial — learning the dial is HyperLoRA's job, and a base that already
-    reads ρ would leave it nothing to show. So the ``<RHO>`` line of every example shows a ρ
-    drawn at random per example from a generator seeded with ``seed``, independent of the
-    outcome (``rho_mode="blind"``; −1.0 / ``<RHO_FAIL>`` with probability 0.1, else uniform on
-    {0.00, …, 1.00}). We show a random value rather than no value so that the base sees the
-    same kind of ``<RHO>`` line that HyperLoRA training later shows it. Impasse rows are
-    included (their ρ text is just as random): they are valid examples of the average policy.
-
-    Full-parameter causal-LM training, loss on target tokens (and EOS) only; AdamW, linear
-    warm-up then cosine decay to 10 %, gradient clipping at 1.0. Deterministic on CPU for a
-    seed. ``preset`` is a name in :data:`PRESETS` or a :class:`TinyPreset` (tests use a
-    micro one); ``None`` for ``max_steps``/``batch_size``/``lr`` takes the preset's default.
-    ``device`` may name an accelerator (faster for ``small``; bit-exact determinism is only
-    promised on CPU, and the device is not part of the recipe). ``num_threads`` sets torch's
-    CPU threads for the run (restored afterwards); ``None`` leaves them. On a busy 2-core
-    machine 1 thread is far faster than 2 for this model size (2 OpenMP threads wait on each
-    other whenever another process holds a core); the result is the same up to float noise.
-
-    Cached: if ``out_dir`` already holds a base made with the same recipe (preset, steps,
-    seed, data fingerprint, prompt format, janus version, …) it is returned untouched; a
-    different recipe is an error unless ``overwrite=True`` (which always retrains). A directory
-    that is neither empty nor a janus-tiny base is never replaced, ``overwrite`` or not. The
-    directory is written atomically (temporary directory + rename) and holds the model,
-    the tokenizer (special tokens included) and ``janus_base.json`` (recipe and results).
+    ρ-blind, cached and atomic (see the module docstring); deterministic on CPU for a seed.
+    ``preset`` is a name in :data:`PRESETS` or a :class:`TinyPreset` (tests use a micro one);
+    ``None`` for ``max_steps``/``batch_size``/``lr`` takes the preset's default. ``device``
+    may name an accelerator (bit-exact determinism is only promised on CPU; the device is not
+    part of the recipe). ``num_threads`` sets torch's CPU threads for the run (restored
+    afterwards; on a busy 2-core machine 1 thread is far faster than 2 for this model size).
     """
     out_dir = Path(out_dir)
     spec = get_preset(preset) if isinstance(preset, str) else preset
-    max_steps = spec.max_steps if max_steps is None else max_steps
-    batch_size = spec.batch_size if batch_size is None else batch_size
-    lr = spec.lr if lr is None else lr
-    if max_steps < 1 or batch_size < 1 or not lr > 0:
-        raise ValueError(
-            f"need max_steps >= 1, batch_size >= 1, lr > 0; got {max_steps}, {batch_size}, {lr}"
-        )
-
+    recipe = Recipe(
+        spec,
+        max_steps=spec.max_steps if max_steps is None else max_steps,
+        batch_size=spec.batch_size if batch_size is None else batch_size,
+        lr=spec.lr if lr is None else lr,
+        warmup_fraction=warmup_fraction,
+        weight_decay=weight_decay,
+        seed=seed,
+        k=k,
+    )
     tokenizer = build_tokenizer()
-    recipe = {
-        "preset": asdict(spec),
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "lr": lr,
-        "warmup_fraction": warmup_fraction,
-        "weight_decay": weight_decay,
-        "seed": seed,
-        "k": k,
-        "rho_mode": "blind",
-        "prompt_format_version": PROMPT_FORMAT_VERSION,
-        "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
-        "data": data_fingerprint(prepared_dir),
-        "janus_version": janus.__version__,
-    }
-    recipe = json.loads(json.dumps(recipe))  # the form it takes on disk, for comparison
-
-    if out_dir.exists():
-        if not out_dir.is_dir() or not _is_replaceable(out_dir):
-            raise FileExistsError(f"{out_dir} exists and is not a janus-tiny base; not touching it")
-        info = read_base_info(out_dir)
-        if info is not None and not overwrite:
-            recorded = info.get("recipe", {})
-            if recorded == recipe:
-                _say(f"janus-tiny base in {out_dir} matches this recipe: reusing it", progress)
-                return out_dir
-            differing = sorted(
-                k for k in recipe.keys() | recorded.keys() if recipe.get(k) != recorded.get(k)
-            )
-            raise FileExistsError(
-                f"{out_dir} holds a janus-tiny base made with a different recipe "
-                f"(differs in: {', '.join(differing)}); pass overwrite=True to retrain"
-            )
-
-    train = DecisionStepDataset(
-        prepared_dir, "train", tokenizer, k=k, include_failures=True, rho_mode="blind", seed=seed
-    )
-    eval_set, eval_split = _eval_dataset(prepared_dir, tokenizer, k, seed, eval_examples, train)
-    too_long = max(train.lengths)
-    if too_long > MAX_POSITIONS:
-        raise ValueError(f"an example has {too_long} tokens, over janus-tiny's {MAX_POSITIONS}")
-
+    record = recipe.record(tokenizer, prepared_dir)
+    if _cached(out_dir, record, overwrite, progress):
+        return out_dir
+    train, eval_set = _datasets(prepared_dir, tokenizer, recipe, eval_examples)
     model = build_model(spec, tokenizer, seed).to(device)
-    collate = ExampleCollator(tokenizer.pad_token_id)
-    _say(
-        f"pretraining janus-tiny ({spec.name}, {_count_parameters(model) / 1e6:.2f}M parameters) "
-        f"on {len(train)} examples for {max_steps} steps of {batch_size}",
-        progress,
-    )
     with torch_threads(num_threads):
-        eval_initial = evaluate_loss(model, eval_set, collate)
-        results = _train(
-            model,
-            train,
-            collate,
-            max_steps,
-            batch_size,
-            lr,
-            seed,
-            warmup_fraction,
-            weight_decay,
-            progress,
-        )
-        eval_final = evaluate_loss(model, eval_set, collate)
+        results = _pretrain_and_evaluate(model, tokenizer, train, eval_set, recipe, progress)
     results.update(
-        eval_split=eval_split,
-        eval_examples=len(eval_set),
-        eval_loss_initial=eval_initial,
-        eval_loss_final=eval_final,
-        uniform_loss=math.log(len(tokenizer)),
-        train_examples=len(train),
-        parameters=_count_parameters(model),
         device=str(device),
         torch_threads=torch.get_num_threads() if num_threads is None else num_threads,
-    )
-    _say(
-        f"janus-tiny: {eval_split} loss {results['eval_loss_initial']:.3f} → "
-        f"{results['eval_loss_final']:.3f} (uniform {results['uniform_loss']:.3f}), "
-        f"{results['tokens_per_second']:.0f} tokens/s",
-        progress,
     )
     info = {
         "format": BASE_INFO_FORMAT,
         "kind": "janus-tiny",
-        "recipe": recipe,
+        "recipe": record,
         "results": results,
         "special_token_ids": add_special_tokens(tokenizer),
     }
     _save_atomically(model.to("cpu"), tokenizer, info, out_dir)
     return out_dir
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a janus-tiny base is made with, besides the data (checked on creation)."""
+
+    spec: TinyPreset
+    max_steps: int
+    batch_size: int
+    lr: float
+    warmup_fraction: float
+    weight_decay: float
+    seed: int
+    k: int
+
+    def __post_init__(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(
+                f"need max_steps >= 1, batch_size >= 1, lr > 0; "
+                f"got {self.max_steps}, {self.batch_size}, {self.lr}"
+            )
+
+    def record(self, tokenizer: Any, prepared_dir: str | Path) -> dict[str, Any]:
+        """The recipe as ``janus_base.json`` records it, and as a cached base is matched."""
+        values = asdict(self)
+        recipe = {
+            "preset": values.pop("spec"),
+            **values,
+            "rho_mode": "blind",
+            "prompt_format_version": PROMPT_FORMAT_VERSION,
+            "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
+            "data": data_fingerprint(prepared_dir),
+            "janus_version": janus.__version__,
+        }
+        return json.loads(json.dumps(recipe))  # the form it takes on disk, for comparison
+
+
+def _cached(out_dir: Path, record: dict[str, Any], overwrite: bool, progress: bool) -> bool:
+    """True if ``out_dir`` holds a base of this recipe (reuse it); raises if it holds something
+    that may not be replaced (not a base, or a base of another recipe without ``overwrite``)."""
+    if not out_dir.exists():
+        return False
+    if not out_dir.is_dir() or not _is_replaceable(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not a janus-tiny base; not touching it")
+    info = read_base_info(out_dir)
+    if info is None or overwrite:
+        return False
+    recorded = info.get("recipe", {})
+    if recorded == record:
+        _say(f"janus-tiny base in {out_dir} matches this recipe: reusing it", progress)
+        return True
+    differing = sorted(
+        k for k in record.keys() | recorded.keys() if record.get(k) != recorded.get(k)
+    )
+    raise FileExistsError(
+        f"{out_dir} holds a janus-tiny base made with a different recipe "
+        f"(differs in: {', '.join(differing)}); pass overwrite=True to retrain"
+    )
+
+
+def _datasets(
+    prepared_dir: str | Path, tokenizer: Any, recipe: Recipe, eval_examples: int
+) -> tuple[DecisionStepDataset, EvalSet]:
+    """The ρ-blind train split (impasses included) and the evaluation examples."""
+    train = DecisionStepDataset(
+        prepared_dir,
+        "train",
+        tokenizer,
+        k=recipe.k,
+        include_failures=True,
+        rho_mode="blind",
+        seed=recipe.seed,
+    )
+    eval_set = _eval_dataset(prepared_dir, tokenizer, recipe.k, recipe.seed, eval_examples, train)
+    too_long = max(train.lengths)
+    if too_long > MAX_POSITIONS:
+        raise ValueError(f"an example has {too_long} tokens, over janus-tiny's {MAX_POSITIONS}")
+    return train, eval_set
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """The examples pretraining is evaluated on, and the split they come from."""
+
+    examples: list[Any]
+    split: str
 
 
 def _eval_dataset(
@@ -385,7 +309,7 @@ def _eval_dataset(
     seed: int,
     limit: int,
     train: DecisionStepDataset,
-) -> tuple[list[Any], str]:
+) -> EvalSet:
     """Up to ``limit`` validation examples (ρ-blind too); the train split's head if no val."""
     try:
         val = DecisionStepDataset(
@@ -398,109 +322,107 @@ def _eval_dataset(
             seed=seed + 1,
             limit=limit,
         )
-        return list(val), "val"
+        return EvalSet(list(val), "val")
     except ValueError:
-        return list(train)[:limit], "train"
+        return EvalSet(list(train)[:limit], "train")
 
 
-def _train(
+def _pretrain_and_evaluate(
+    model: LlamaForCausalLM,
+    tokenizer: Any,
+    train: DecisionStepDataset,
+    eval_set: EvalSet,
+    recipe: Recipe,
+    progress: bool,
+) -> dict[str, Any]:
+    """Evaluate, pretrain, evaluate again; the figures ``janus_base.json`` records."""
+    _say(
+        f"pretraining janus-tiny ({recipe.spec.name}, {_count_parameters(model) / 1e6:.2f}M "
+        f"parameters) on {len(train)} examples for {recipe.max_steps} steps of "
+        f"{recipe.batch_size}",
+        progress,
+    )
+    collate = ExampleCollator(tokenizer.pad_token_id)
+    eval_initial = evaluate_loss(model, eval_set.examples, collate)
+    results = _pretrain(model, train, collate, recipe, progress)
+    eval_final = evaluate_loss(model, eval_set.examples, collate)
+    results.update(
+        eval_split=eval_set.split,
+        eval_examples=len(eval_set.examples),
+        eval_loss_initial=eval_initial,
+        eval_loss_final=eval_final,
+        uniform_loss=math.log(len(tokenizer)),
+        train_examples=len(train),
+        parameters=_count_parameters(model),
+    )
+    _say(
+        f"janus-tiny: {eval_set.split} loss {eval_initial:.3f} → {eval_final:.3f} (uniform "
+        f"{results['uniform_loss']:.3f}), {results['tokens_per_second']:.0f} tokens/s",
+        progress,
+    )
+    return results
+
+
+def _pretrain(
     model: LlamaForCausalLM,
     train: DecisionStepDataset,
     collate: ExampleCollator,
-    max_steps: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    warmup_fraction: float,
-    weight_decay: float,
+    recipe: Recipe,
     progress: bool,
 ) -> dict[str, Any]:
-    """The optimisation loop; returns loss and speed figures."""
-    sampler = LengthBucketedBatchSampler(train.lengths, min(batch_size, len(train)), seed=seed)
+    """Full-parameter training with the shared loop (:mod:`janus.training.loop`); returns
+    loss and speed figures. One process: janus-tiny is small enough for one device."""
+    batch_size = min(recipe.batch_size, len(train))
+    sampler = LengthBucketedBatchSampler(train.lengths, batch_size, seed=recipe.seed)
     optimizer = torch.optim.AdamW(
-        model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=weight_decay
+        model.parameters(), lr=recipe.lr, betas=(0.9, 0.95), weight_decay=recipe.weight_decay
     )
-    warmup = max(1, round(warmup_fraction * max_steps))
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress_frac = (step - warmup) / max(1, max_steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress_frac))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    device = next(model.parameters()).device
-    model.train()
+    total = recipe.max_steps
+    warmup = max(1, round(recipe.warmup_fraction * total))
+    scheduler = warmup_decay_schedule(optimizer, warmup=warmup, total=total, decay="cosine")
+    dist = DistInfo(device=next(model.parameters()).device)
     losses: list[float] = []
-    tokens = 0
+    tokens: list[int] = []
+
+    def record(state: TrainState, report: StepReport) -> None:
+        losses.append(report.metrics["train_loss"])
+        tokens.append(report.tokens)
+
     start = time.perf_counter()
-    bar = tqdm(total=max_steps, desc="janus-tiny", unit="step", disable=not progress)
-    step, epoch = 0, 0
-    while step < max_steps:
-        sampler.set_epoch(epoch)
-        for indices in sampler:
-            batch = _to(collate([train[i] for i in indices]), device)
-            out = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                labels=batch["labels"],
-            )
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses.append(out.loss.item())
-            tokens += int(batch["attention_mask"].sum())
-            elapsed = time.perf_counter() - start
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}", tok_s=f"{tokens / elapsed:.0f}"
-            )
-            if step >= max_steps:
-                break
-        epoch += 1
-    bar.close()
+    state = run_loop(
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        batches=batch_stream(sampler, lambda ids: collate([train[i] for i in ids])),
+        # The LM head on every position: janus-tiny's head is small (512 words), and the
+        # kept-logits path would change the float rounding of the tied embedding's gradient,
+        # so that bases would no longer be bit-identical to those already built and measured.
+        objective=TargetTokenObjective(model, dist, full_logits=True),
+        state=TrainState(),
+        settings=LoopSettings(total, progress=progress, desc="janus-tiny"),
+        dist=dist,
+        callbacks=[record],
+    )
     model.eval()
     elapsed = time.perf_counter() - start
     tail = losses[-max(1, min(20, len(losses) // 5)) :]
     return {
-        "steps": step,
-        "epochs_started": epoch,
+        "steps": state.step,
+        "epochs_started": state.epoch + 1,
         "train_loss_first": losses[0],
         "train_loss_final": sum(tail) / len(tail),
-        "tokens": tokens,
+        "tokens": sum(tokens),
         "wall_seconds": round(elapsed, 2),
-        "tokens_per_second": tokens / elapsed if elapsed > 0 else float("nan"),
+        "tokens_per_second": sum(tokens) / elapsed if elapsed > 0 else float("nan"),
     }
 
 
-@torch.no_grad()
 def evaluate_loss(
     model: torch.nn.Module, examples: list[Any], collate: ExampleCollator, batch_size: int = 64
 ) -> float:
-    """Mean cross-entropy per target token (EOS included) over ``examples``."""
-    was_training = model.training
-    device = next(model.parameters()).device
-    model.eval()
-    total, count = 0.0, 0
-    ordered = sorted(examples, key=len)
-    for start in range(0, len(ordered), batch_size):
-        batch = _to(collate(ordered[start : start + batch_size]), device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
-        total += float(
-            torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-                labels.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-        )
-        count += int((labels != IGNORE_INDEX).sum())
-    model.train(was_training)
-    return total / max(count, 1)
+    """Mean cross-entropy per target token (EOS included) over ``examples``: the loss
+    pretraining minimises (:func:`janus.training.validation.mean_token_loss`)."""
+    return mean_token_loss(model, examples, collate, batch_size)
 
 
 def _save_atomically(
@@ -519,10 +441,6 @@ def _save_atomically(
 def _is_replaceable(path: Path) -> bool:
     """Only an empty directory or a janus-tiny base may be replaced, never unrelated files."""
     return (path / BASE_INFO_FILE).is_file() or not any(path.iterdir())
-
-
-def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {name: tensor.to(device) for name, tensor in batch.items()}
 
 
 def _count_parameters(model: torch.nn.Module) -> int:
