@@ -72,7 +72,8 @@ def run_records(adapter: Path) -> dict[str, dict[str, Any] | None]:
     """
     from janus.refine import CONFIG_FILE as REFINE_FILE
     from janus.refine import SELECTION_FILE
-    from janus.train import BEST_FILE, DATA_FILE
+    from janus.train import DATA_FILE
+    from janus.training.checkpoints import BEST_FILE
 
     run = adapter.parent
     names = {"data": DATA_FILE, "best": BEST_FILE, "refine": REFINE_FILE}
