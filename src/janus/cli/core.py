@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -81,6 +81,13 @@ RULES_HELP = (
     "final turn; concede_on_stall: concede a tenth of the gap to a stalled reciprocating "
     "opponent."
 )
+
+#: The options of every command that plays Janus (evaluate, play), declared once.
+NoSafetyOption = Annotated[bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")]
+RulesOption = Annotated[str | None, typer.Option(help=RULES_HELP)]
+RawOption = Annotated[
+    bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
+]
 
 
 def main() -> None:

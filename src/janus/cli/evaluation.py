@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from janus.cli.core import RULES_HELP, command, friendly_errors
+from janus.cli.core import NoSafetyOption, RawOption, RulesOption, command, friendly_errors
 
 
 @command("evaluate")
@@ -53,13 +53,9 @@ def evaluate_command(
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Skip the scripted strategies in Janus's seat.")
     ] = False,
-    no_safety: Annotated[
-        bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")
-    ] = False,
-    rules: Annotated[str | None, typer.Option(help=RULES_HELP)] = None,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
-    ] = False,
+    no_safety: NoSafetyOption = False,
+    rules: RulesOption = None,
+    raw: RawOption = False,
     domain: Annotated[
         str | None,
         typer.Option(

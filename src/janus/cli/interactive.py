@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from janus.cli.core import RULES_HELP, command, friendly_errors
+from janus.cli.core import NoSafetyOption, RawOption, RulesOption, command, friendly_errors
 
 
 @command("play")
@@ -23,13 +23,9 @@ def play_command(
     base_model: Annotated[
         str | None, typer.Option(help="Base model, if not the one recorded in the adapter.")
     ] = None,
-    no_safety: Annotated[
-        bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")
-    ] = False,
-    rules: Annotated[str | None, typer.Option(help=RULES_HELP)] = None,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
-    ] = False,
+    no_safety: NoSafetyOption = False,
+    rules: RulesOption = None,
+    raw: RawOption = False,
 ) -> None:
     """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
     from janus.agent import JanusAgent
