@@ -650,7 +650,7 @@ class _Moves:
         return Action.accept() if move == "accept" else Action.offer(move)
 
 
-def test_offer_habits_count_repeats_worse_counters_and_walk_aways() -> None:
+def test_offer_habits_count_repeats_retreats_worse_counters_and_walk_aways() -> None:
     from janus.domain import Scenario
     from janus.episode import Match, run_episode
     from janus.evaluation.harness import offer_habits
@@ -662,14 +662,26 @@ def test_offer_habits_count_repeats_worse_counters_and_walk_aways() -> None:
     seller = _Moves("janus", [1000.0, 1000.0, 750.0])
     result = run_episode(Match(buyer, seller, scenario))
     assert not result.outcome.agreement
-    assert offer_habits(result, Role.SELLER) == (1, 1, True)
+    habits = offer_habits(result, Role.SELLER)
+    assert (habits.repeated, habits.worse, habits.retreats, habits.walked_away) == (1, 1, 0, True)
     # The buyer: no repeats, never countered worse than a standing offer, and it never
     # had an acceptable offer (every seller offer was above its 900 ... except 750).
-    repeated, worse, walked = offer_habits(result, Role.BUYER)
-    assert (repeated, worse) == (0, 0) and walked is False  # 750 came on the last turn
+    buyer_habits = offer_habits(result, Role.BUYER)
+    assert (buyer_habits.repeated, buyer_habits.worse, buyer_habits.retreats) == (0, 0, 0)
+    assert buyer_habits.walked_away is False  # 750 came on the last turn
+    # A seller that asks more than it asked before retreats (twice here); lowering is not.
+    hardening = run_episode(
+        Match(_Moves("b", [600.0, 610.0, 620.0]), _Moves("s", [800.0, 850.0, 820.0]), scenario)
+    )
+    assert offer_habits(hardening, Role.SELLER).retreats == 1
+    assert offer_habits(hardening, Role.BUYER).retreats == 0
+    lowball = run_episode(
+        Match(_Moves("b", [600.0, 550.0, 500.0]), _Moves("s", [800.0, 800.0, 800.0]), scenario)
+    )
+    assert offer_habits(lowball, Role.BUYER).retreats == 2
     # A deal is never a walk-away.
     deal = run_episode(Match(_Moves("b", [600.0, "accept"]), _Moves("s", [700.0]), scenario))
-    assert deal.outcome.agreement and offer_habits(deal, Role.BUYER)[2] is False
+    assert deal.outcome.agreement and offer_habits(deal, Role.BUYER).walked_away is False
 
 
 def test_an_adapter_with_a_map_is_evaluated_calibrated_and_raw_side_by_side(

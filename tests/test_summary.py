@@ -102,7 +102,7 @@ def test_the_version_1_layout_is_pinned(reports) -> None:
         "invalid_action_rate", "safety_clamped_offers", "safety_refused_accepts",
         "agreements_outside_zopa", "rule_accept_better", "rule_accept_last_turn",
         "rule_accept_final_turn", "rule_concede_on_stall",
-        "repeated_offers", "repeated_offer_rate", "worse_counters", "walked_away",
+        "repeated_offers", "repeated_offer_rate", "worse_counters", "retreats", "walked_away",
         "outside_reachable",
     ]  # fmt: skip
     standard = data["configurations"]["standard"]

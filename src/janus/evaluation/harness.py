@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -159,6 +159,7 @@ class EpisodeRecord:
     rule_concede_on_stall: int = 0
     repeated_offers: int = 0
     worse_counters: int = 0
+    retreats: int = 0
     walked_away: bool = False
 
     @property
@@ -179,17 +180,28 @@ class EpisodeRecord:
         return json.dumps([[r, round(p, 4), t] for r, p, t in self.offers], separators=(",", ":"))
 
 
-def offer_habits(result: EpisodeResult, role: Role) -> tuple[int, int, bool]:
-    """How the seat of ``role`` bargained: ``(repeated offers, worse counters, walked away)``.
+class OfferHabits(NamedTuple):
+    """How one seat bargained in one episode (see :func:`offer_habits`)."""
+
+    repeated: int
+    worse: int
+    retreats: int
+    walked_away: bool
+
+
+def offer_habits(result: EpisodeResult, role: Role) -> OfferHabits:
+    """How the seat of ``role`` bargained in ``result``.
 
     - a *repeated offer* equals the seat's own previous offer (nothing conceded: opponents
       that answer concessions stall);
     - a *worse counter* rejects a standing offer with a counter that is worse for the seat
       itself than that offer (surplus given away for nothing);
+    - a *retreat* is better for the seat than its own previous offer (it takes back a
+      concession: opponents that mirror concessions read it as hardening);
     - *walked away*: the episode ended in impasse although the seat had, at some decision,
       a standing offer inside its reservation on the table.
     """
-    repeated = worse = 0
+    repeated = worse = retreats = 0
     acceptable_seen = False
     previous: float | None = None
     for step in result.steps:
@@ -204,16 +216,19 @@ def offer_habits(result: EpisodeResult, role: Role) -> tuple[int, int, bool]:
             continue
         if previous is not None and abs(price - previous) < 1e-9:
             repeated += 1
+        elif previous is not None and obs.better_or_equal(price, previous):
+            retreats += 1
         if standing is not None and obs.better_or_equal(standing, price) and standing != price:
             worse += 1
         previous = price
-    return repeated, worse, acceptable_seen and not result.outcome.agreement
+    walked_away = acceptable_seen and not result.outcome.agreement
+    return OfferHabits(repeated, worse, retreats, walked_away)
 
 
 def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> EpisodeRecord:
     """Turn a played episode into its record (safety counts come from ``seat.stats``)."""
     role = spec.janus_role
-    repeated, worse, walked_away = offer_habits(result, role)
+    habits = offer_habits(result, role)
     outcome = result.outcome
     mine, theirs = outcome.utility(role), outcome.utility(role.opponent)
     if mine - theirs > TIE_TOLERANCE:
@@ -256,9 +271,10 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
         rule_accept_last_turn=int(getattr(stats, "rule_accept_last_turn", 0) or 0),
         rule_accept_final_turn=int(getattr(stats, "rule_accept_final_turn", 0) or 0),
         rule_concede_on_stall=int(getattr(stats, "rule_concede_on_stall", 0) or 0),
-        repeated_offers=repeated,
-        worse_counters=worse,
-        walked_away=walked_away,
+        repeated_offers=habits.repeated,
+        worse_counters=habits.worse,
+        retreats=habits.retreats,
+        walked_away=habits.walked_away,
     )
 
 

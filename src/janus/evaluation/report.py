@@ -82,6 +82,7 @@ CSV_COLUMNS = (
     "rule_concede_on_stall",
     "repeated_offers",
     "worse_counters",
+    "retreats",
     "walked_away",
     "offers",
 )
@@ -135,6 +136,7 @@ def _csv_row(r: EpisodeRecord) -> list[Any]:
         r.rule_concede_on_stall,
         r.repeated_offers,
         r.worse_counters,
+        r.retreats,
         int(r.walked_away),
         r.offers_json(),
     ]

@@ -2,7 +2,7 @@
 
 The report, the plots, ``janus compare`` and the benchmarks read these records by attribute;
 :mod:`janus.evaluation.summary` builds them from the episode records. The JSON layout (format
-version 2) is the records' fields in order, by the rules of :mod:`janus.evaluation.codec`;
+version 3) is the records' fields in order, by the rules of :mod:`janus.evaluation.codec`;
 the field-by-field meaning of every number is in docs/ARCHITECTURE.md ("Evaluation metrics").
 
 Extending: a per-episode counter is one line in :class:`Habits` (``name: int = counter()``)
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 FORMAT = "janus-evaluation"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: The opponent sets a calibration or a metrics block is computed over.
 SUBSETS = ("held_out", "in_pool", "all")
 R = TypeVar("R", bound=Record)
@@ -188,6 +188,7 @@ class Habits(Record):
     repeated_offers: int = counter()
     repeated_offer_rate: float | None
     worse_counters: int = counter()
+    retreats: int = counter()
     walked_away: int = counter()
     outside_reachable: int = counter()
 

@@ -267,6 +267,7 @@ def habits_table(summary: EvaluationSummary) -> str | None:
                 str(h.rule_concede_on_stall),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
+                str(h.retreats),
                 str(h.walked_away),
             ]
         )
@@ -280,9 +281,10 @@ def habits_table(summary: EvaluationSummary) -> str | None:
         "concede_on_stall",
         "repeated offers (rate)",
         "worse counters",
+        "retreats",
         "walked away",
     ]
-    return markdown_table(headers, rows, "l" + "r" * 7)
+    return markdown_table(headers, rows, "l" + "r" * 8)
 
 
 def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
@@ -300,6 +302,7 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
                 str(h.rule_concede_on_stall),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
+                str(h.retreats),
                 str(h.walked_away),
                 str(m.invalid_actions),
             ]
@@ -311,10 +314,11 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
         "stall concessions",
         "repeated offers (rate)",
         "worse counters",
+        "retreats",
         "walked away",
         "invalid",
     ]
-    return markdown_table(headers, rows, "l" + "r" * 7)
+    return markdown_table(headers, rows, "l" + "r" * 8)
 
 
 #: The original work's Table 3 (in-pool opponents, Qwen2-7B): own utility, agreement rate.
