@@ -79,11 +79,44 @@ def in_pool_sweep(
     progress: bool = False,
 ) -> SweepResult:
     """Play the raw dial at every grid ρ against every calibration opponent, both roles."""
-    from janus.evaluation.harness import EpisodeSpec, first_mover, play_episodes
+    from janus.evaluation.harness import play_episodes
     from janus.evaluation.stats import calibration_stats
 
     names = calibration_opponents(opponents)
-    domain = domain or DomainConfig()
+    specs = _sweep_specs(names, grid, episodes_per_cell, seed, domain or DomainConfig())
+    records = play_episodes(specs, agent, batch_size=batch_size, progress=progress)
+    rows = tuple(
+        (r.janus_role, float(r.requested_rho), r.achieved_rho if r.agreement else None)
+        for r in records
+    )
+    stats = calibration_stats(
+        [r.requested_rho for r in records],
+        [r.achieved_rho if r.agreement else float("nan") for r in records],
+        [r.agreement for r in records],
+        tuple(grid),
+        n_resamples=1,
+        seed=seed,
+    )
+    return SweepResult(
+        rows=rows,
+        opponents=names,
+        grid=tuple(float(g) for g in grid),
+        mae=float(stats["mae"]),
+        agreement_rate=float(stats["agreement_rate"]),
+    )
+
+
+def _sweep_specs(
+    names: Sequence[str],
+    grid: Sequence[float],
+    episodes_per_cell: int,
+    seed: int,
+    domain: DomainConfig,
+) -> list[Any]:
+    """The sweep's episodes: every grid ρ played on the same scenario of each (opponent,
+    role, index) cell, so the points of the curve differ only in the request."""
+    from janus.evaluation.harness import EpisodeSpec, first_mover
+
     specs = []
     for position, opponent in enumerate(names):
         for role in (Role.BUYER, Role.SELLER):
@@ -107,26 +140,7 @@ def in_pool_sweep(
                             calibrated=False,
                         )
                     )
-    records = play_episodes(specs, agent, batch_size=batch_size, progress=progress)
-    rows = tuple(
-        (r.janus_role, float(r.requested_rho), r.achieved_rho if r.agreement else None)
-        for r in records
-    )
-    stats = calibration_stats(
-        [r.requested_rho for r in records],
-        [r.achieved_rho if r.agreement else float("nan") for r in records],
-        [r.agreement for r in records],
-        tuple(grid),
-        n_resamples=1,
-        seed=seed,
-    )
-    return SweepResult(
-        rows=rows,
-        opponents=names,
-        grid=tuple(float(g) for g in grid),
-        mae=float(stats["mae"]),
-        agreement_rate=float(stats["agreement_rate"]),
-    )
+    return specs
 
 
 def fit_map(sweep: SweepResult, seed: int, **details: Any) -> CalibrationMap:

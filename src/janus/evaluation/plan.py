@@ -230,34 +230,10 @@ def _domain(config: EvaluationConfig) -> DomainConfig:
 
 def make_plan(config: EvaluationConfig) -> EvaluationPlan:
     """Check an :class:`EvaluationConfig` and resolve its defaults."""
-    from janus.strategies import evaluation_pool, held_out_pool
-
-    if config.opponents is None:
-        opponents = tuple(dict.fromkeys([*evaluation_pool(), *held_out_pool()]))
-    else:
-        opponents = _names(config.opponents, "opponent")
-    if not opponents:
-        raise ValueError("no opponents to evaluate against")
-    held = _names(held_out_pool() if config.held_out is None else config.held_out, "held-out")
-    # NegMAS's negotiators never play in Janus's training data: always held out.
-    held = (*held, *(o for o in opponents if is_negmas_name(o) and o not in held))
-    names = config.configurations
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
-    configurations = tuple(dict.fromkeys(names))
-    wrong = [c for c in configurations if c not in DEFAULT_CONFIGURATIONS]
-    if wrong:
-        raise ValueError(
-            f"unknown configuration(s) {', '.join(map(repr, wrong))}; "
-            f"choose from {', '.join(DEFAULT_CONFIGURATIONS)}"
-        )
+    opponents, held = _opponents(config)
+    configurations = _configurations(config.configurations)
     in_pool = tuple(o for o in opponents if o not in set(held))
-    if not config.scripted_baselines:
-        baselines: tuple[str, ...] = ()
-    elif config.baseline_strategies is None:
-        baselines = in_pool
-    else:
-        baselines = _names(config.baseline_strategies, "baseline strategy")
+    baselines = _baselines(config, in_pool)
     episodes = _check_count(config.episodes_per_cell, "episodes_per_cell")
     sweep = config.sweep_episodes_per_cell
     sweep = episodes if sweep is None else _check_count(sweep, "sweep_episodes_per_cell")
@@ -266,14 +242,7 @@ def make_plan(config: EvaluationConfig) -> EvaluationPlan:
         raise ValueError("the ρ grid needs at least 2 values for a calibration curve")
     channels = () if not config.calibration else CHANNELS if config.ablations else ("both",)
     domain = _domain(config)
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {config.seed!r}")
-    if config.threads is not None and config.threads < 1:
-        raise ValueError(f"threads must be >= 1, got {config.threads}")
-    if config.batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
-    if config.bootstrap_resamples < 1:
-        raise ValueError(f"bootstrap_resamples must be >= 1, got {config.bootstrap_resamples}")
+    _check_play_settings(config)
     if not (configurations or channels or baselines):
         raise ValueError("nothing to evaluate: no configuration, no sweep, no baseline")
     return EvaluationPlan(
@@ -289,6 +258,61 @@ def make_plan(config: EvaluationConfig) -> EvaluationPlan:
         seed=config.seed,
         domain=domain,
     )
+
+
+def _opponents(config: EvaluationConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The opponents and the names held out of training (NegMAS ones always among them):
+    what the headline's held-out calibration is measured on."""
+    from janus.strategies import evaluation_pool, held_out_pool
+
+    if config.opponents is None:
+        opponents = tuple(dict.fromkeys([*evaluation_pool(), *held_out_pool()]))
+    else:
+        opponents = _names(config.opponents, "opponent")
+    if not opponents:
+        raise ValueError("no opponents to evaluate against")
+    held = _names(held_out_pool() if config.held_out is None else config.held_out, "held-out")
+    # NegMAS's negotiators never play in Janus's training data: always held out.
+    held = (*held, *(o for o in opponents if is_negmas_name(o) and o not in held))
+    return opponents, held
+
+
+def _configurations(names: Sequence[str] | str) -> tuple[str, ...]:
+    """The fixed configurations asked for (a list or the command line's comma list), each
+    known, duplicates dropped."""
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    configurations = tuple(dict.fromkeys(names))
+    wrong = [c for c in configurations if c not in DEFAULT_CONFIGURATIONS]
+    if wrong:
+        raise ValueError(
+            f"unknown configuration(s) {', '.join(map(repr, wrong))}; "
+            f"choose from {', '.join(DEFAULT_CONFIGURATIONS)}"
+        )
+    return configurations
+
+
+def _baselines(config: EvaluationConfig, in_pool: tuple[str, ...]) -> tuple[str, ...]:
+    """The scripted strategies put in Janus's seat: by default the in-pool opponents, so a
+    baseline is never a held-out opponent unless asked for."""
+    if not config.scripted_baselines:
+        return ()
+    if config.baseline_strategies is None:
+        return in_pool
+    return _names(config.baseline_strategies, "baseline strategy")
+
+
+def _check_play_settings(config: EvaluationConfig) -> None:
+    """The settings of how episodes are played and summarised, checked before any model is
+    loaded."""
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {config.seed!r}")
+    if config.threads is not None and config.threads < 1:
+        raise ValueError(f"threads must be >= 1, got {config.threads}")
+    if config.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {config.batch_size}")
+    if config.bootstrap_resamples < 1:
+        raise ValueError(f"bootstrap_resamples must be >= 1, got {config.bootstrap_resamples}")
 
 
 # -------------------------------------------------------------------------------- specs
@@ -345,28 +369,48 @@ def plan_episodes(plan: EvaluationPlan, *, raw_sweep: bool = False) -> list[Epis
     played twice, calibrated (``sweep``) and on the raw dial (``sweep-raw``), and the channel
     ablations are played raw: they compare channels of the dial itself.
     """
-    scenarios: dict[tuple[str, Role, int], tuple[int, Scenario]] = {}
+    cells = _PairedCells(plan)
+    return [
+        *_configuration_specs(cells),
+        *_sweep_specs(cells, raw_sweep),
+        *_baseline_specs(cells),
+    ]
 
-    position = {opponent: i for i, opponent in enumerate(plan.opponents)}
 
-    def cell(opponent: str, role: Role, index: int) -> tuple[int, Scenario]:
+class _PairedCells:
+    """The seed and scenario of every (opponent, Janus role, index) cell, drawn once: every
+    configuration meets the very same ones, so they are compared on paired episodes."""
+
+    def __init__(self, plan: EvaluationPlan) -> None:
+        self.plan = plan
+        self._position = {opponent: i for i, opponent in enumerate(plan.opponents)}
+        self._drawn: dict[tuple[str, Role, int], tuple[int, Scenario]] = {}
+
+    def __call__(self, opponent: str, role: Role, index: int) -> tuple[int, Scenario]:
         key = (opponent, role, index)
-        if key not in scenarios:
-            seed = cell_seed(plan.seed, opponent, role, index)
-            opens = first_mover(index, position[opponent])
-            scenario = sample_scenario(plan.domain, random.Random(seed), opens)
-            scenarios[key] = (seed, scenario)
-        return scenarios[key]
+        if key not in self._drawn:
+            seed = cell_seed(self.plan.seed, opponent, role, index)
+            opens = first_mover(index, self._position[opponent])
+            scenario = sample_scenario(self.plan.domain, random.Random(seed), opens)
+            self._drawn[key] = (seed, scenario)
+        return self._drawn[key]
 
-    specs: list[EpisodeSpec] = []
-
-    def add(
-        name: str, kind: str, channels: str, rho_of, n: int, strategy=None, calibrated=True
-    ) -> None:
-        for opponent in plan.opponents:
+    def specs(
+        self,
+        name: str,
+        kind: str,
+        channels: str,
+        rho_of: Callable[[Role], float | None],
+        n: int,
+        strategy: str | None = None,
+        calibrated: bool = True,
+    ) -> list[EpisodeSpec]:
+        """One seat played ``n`` times per opponent and role, in the plan's opponent order."""
+        specs = []
+        for opponent in self.plan.opponents:
             for role in (Role.BUYER, Role.SELLER):
                 for index in range(n):
-                    seed, scenario = cell(opponent, role, index)
+                    seed, scenario = self(opponent, role, index)
                     specs.append(
                         EpisodeSpec(
                             configuration=name,
@@ -375,7 +419,7 @@ def plan_episodes(plan: EvaluationPlan, *, raw_sweep: bool = False) -> list[Epis
                             requested_rho=rho_of(role),
                             janus_role=role,
                             opponent=opponent,
-                            held_out=opponent in plan.held_out,
+                            held_out=opponent in self.plan.held_out,
                             index=index,
                             seed=seed,
                             scenario=scenario,
@@ -383,25 +427,50 @@ def plan_episodes(plan: EvaluationPlan, *, raw_sweep: bool = False) -> list[Epis
                             calibrated=calibrated,
                         )
                     )
+        return specs
 
-    def fixed(name: str) -> Callable[[Role], float]:
-        buyer, seller = JANUS_CONFIGURATIONS["standard" if name == BASE else name]
-        return lambda role: buyer if role is Role.BUYER else seller
 
-    for name in plan.configurations:
+def _fixed_rho(name: str) -> Callable[[Role], float]:
+    """The requested ρ of a fixed configuration by role (the base is told Standard's)."""
+    buyer, seller = JANUS_CONFIGURATIONS["standard" if name == BASE else name]
+    return lambda role: buyer if role is Role.BUYER else seller
+
+
+def _configuration_specs(cells: _PairedCells) -> list[EpisodeSpec]:
+    """The fixed configurations' episodes (the base model sees no channel of the dial)."""
+    specs = []
+    for name in cells.plan.configurations:
         kind = "base" if name == BASE else "janus"
-        add(name, kind, "" if kind == "base" else "both", fixed(name), plan.episodes_per_cell)
-    n_sweep = plan.sweep_episodes_per_cell
+        channels = "" if kind == "base" else "both"
+        specs += cells.specs(name, kind, channels, _fixed_rho(name), cells.plan.episodes_per_cell)
+    return specs
+
+
+def _sweep_specs(cells: _PairedCells, raw_sweep: bool) -> list[EpisodeSpec]:
+    """The calibration sweep over the grid per channel, then (with a map) its raw twin."""
+    plan, n_sweep = cells.plan, cells.plan.sweep_episodes_per_cell
+    specs = []
     for channels in plan.channels:
         for rho in plan.grid:
             mapped = not raw_sweep or channels == "both"
-            add(SWEEP, "janus", channels, lambda _r, v=rho: v, n_sweep, calibrated=mapped)
+            specs += cells.specs(
+                SWEEP, "janus", channels, lambda _r, v=rho: v, n_sweep, calibrated=mapped
+            )
     if raw_sweep and "both" in plan.channels:
         for rho in plan.grid:
-            add(SWEEP_RAW, "janus", "both", lambda _r, v=rho: v, n_sweep, calibrated=False)
-    for strategy in plan.baselines:
+            specs += cells.specs(
+                SWEEP_RAW, "janus", "both", lambda _r, v=rho: v, n_sweep, calibrated=False
+            )
+    return specs
+
+
+def _baseline_specs(cells: _PairedCells) -> list[EpisodeSpec]:
+    """Each scripted baseline in Janus's seat, as configuration ``script:<name>``."""
+    specs = []
+    for strategy in cells.plan.baselines:
         name = SCRIPTED_PREFIX + strategy
-        add(name, "scripted", "", lambda _r: None, plan.episodes_per_cell, strategy)
+        n = cells.plan.episodes_per_cell
+        specs += cells.specs(name, "scripted", "", lambda _r: None, n, strategy)
     return specs
 
 

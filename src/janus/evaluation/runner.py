@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from janus.evaluation.harness import EvaluationConfig, make_plan, plan_episodes, play_episodes
+from janus.evaluation.harness import (
+    EpisodeRecord,
+    EpisodeSpec,
+    EvaluationConfig,
+    EvaluationPlan,
+    make_plan,
+    plan_episodes,
+    play_episodes,
+)
 from janus.evaluation.plots import write_plots
 from janus.evaluation.report import (
     EPISODES_FILE,
@@ -179,40 +187,76 @@ def evaluate(
     kinds = {s.kind for s in plan_episodes(plan)}
     base_model = None
     if "janus" in kinds and agent is None:
-        if config.run is None:
-            raise ValueError("no adapter to evaluate: set run= (a run or adapter directory)")
-        from janus.agent import JanusAgent
-
-        agent = JanusAgent.from_pretrained(
-            config.run,
-            config.base_model,
-            device=config.device,
-            safety=config.safety,
-            temperature=config.temperature,
-            seed=config.seed,
-            dtype=config.dtype,
-            rules=config.rules,
-            raw=config.raw,
-        )
+        agent = _load_agent(config)
     if "base" in kinds and base_agent is None:
-        from janus.agent import JanusAgent
-
         base_model = _base_model_of(config)
-        # The same prompt as the adapter's: its history length k too.
-        same_prompt = {"k": agent.k} if hasattr(agent, "k") else {}
-        # ... and its dtype: the base configuration is the same model without the adapter
-        # (with no adapter to read, "auto" resolves to float32).
-        dtype = getattr(agent, "dtype", None) or config.dtype
-        base_agent = JanusAgent.from_base(
-            base_model,
-            device=config.device,
-            safety=config.safety,
-            dtype=dtype,
-            rules=config.rules,
-            **same_prompt,
-        )
+        base_agent = _load_base_agent(config, base_model, agent)
     specs = plan_episodes(plan, raw_sweep=getattr(agent, "calibration", None) is not None)
+    records, seconds = _play(config, plan, specs, agent, base_agent)
+    run = _run_context(config, agent, base_agent, base_model, held_out_check)
+    summary = summarize(
+        records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds
+    )
+    extra = _negmas_hook(summary, records, plan, config.bootstrap_resamples)
+    out, plots = _write_report(config, out, summary, records, extra)
+    return EvaluationResult(
+        summary=summary,
+        out_dir=out,
+        episodes_csv=out / EPISODES_FILE,
+        summary_json=out / SUMMARY_FILE,
+        report_md=out / REPORT_FILE,
+        plots={k: out / v for k, v in plots.items()},
+    )
 
+
+def _load_agent(config: EvaluationConfig) -> Any:
+    """The adapter's agent, loaded only when the plan has episodes for it."""
+    if config.run is None:
+        raise ValueError("no adapter to evaluate: set run= (a run or adapter directory)")
+    from janus.agent import JanusAgent
+
+    return JanusAgent.from_pretrained(
+        config.run,
+        config.base_model,
+        device=config.device,
+        safety=config.safety,
+        temperature=config.temperature,
+        seed=config.seed,
+        dtype=config.dtype,
+        rules=config.rules,
+        raw=config.raw,
+    )
+
+
+def _load_base_agent(config: EvaluationConfig, base_model: str, agent: Any) -> Any:
+    """The base model as the ``base`` configuration: the adapter's agent without its
+    adapter, so that the two differ in nothing else."""
+    from janus.agent import JanusAgent
+
+    # The same prompt as the adapter's: its history length k too.
+    same_prompt = {"k": agent.k} if hasattr(agent, "k") else {}
+    # ... and its dtype: the base configuration is the same model without the adapter
+    # (with no adapter to read, "auto" resolves to float32).
+    dtype = getattr(agent, "dtype", None) or config.dtype
+    return JanusAgent.from_base(
+        base_model,
+        device=config.device,
+        safety=config.safety,
+        dtype=dtype,
+        rules=config.rules,
+        **same_prompt,
+    )
+
+
+def _play(
+    config: EvaluationConfig,
+    plan: EvaluationPlan,
+    specs: list[EpisodeSpec],
+    agent: Any,
+    base_agent: Any,
+) -> tuple[list[EpisodeRecord], float]:
+    """Play every episode under the configured torch threads; the seconds it took go to
+    the summary."""
     with torch_threads(config.threads):
         start = time.perf_counter()
         records = play_episodes(
@@ -224,11 +268,18 @@ def evaluate(
             progress=config.progress,
         )
         seconds = time.perf_counter() - start
-    run = _run_context(config, agent, base_agent, base_model, held_out_check)
-    summary = summarize(
-        records, plan, run=run, n_resamples=config.bootstrap_resamples, seconds=seconds
-    )
-    extra = _negmas_hook(summary, records, plan, config.bootstrap_resamples)
+    return records, seconds
+
+
+def _write_report(
+    config: EvaluationConfig,
+    out: Path,
+    summary: EvaluationSummary,
+    records: list[EpisodeRecord],
+    extra: Callable[[Path], str],
+) -> tuple[Path, dict[str, str]]:
+    """Write the report directory atomically (all of its files or none); returns it and
+    the plots' file names by key."""
     plots: dict[str, str] = {}
 
     def write(tmp: Path) -> None:
@@ -239,12 +290,4 @@ def evaluate(
         report = render_report(summary, {k: Path(v) for k, v in plots.items()})
         (tmp / REPORT_FILE).write_text(report + extra(tmp), encoding="utf-8")
 
-    out = atomic_directory(out, write, overwrite=config.overwrite)
-    return EvaluationResult(
-        summary=summary,
-        out_dir=out,
-        episodes_csv=out / EPISODES_FILE,
-        summary_json=out / SUMMARY_FILE,
-        report_md=out / REPORT_FILE,
-        plots={k: out / v for k, v in plots.items()},
-    )
+    return atomic_directory(out, write, overwrite=config.overwrite), plots

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -196,6 +197,39 @@ def calibration_stats(
     """
     req, ach = _array(requested), _array(achieved)
     ok = np.asarray(agreed, dtype=bool).reshape(-1)
+    points, on_grid = _grid_membership(req, ach, ok, grid)
+    alpha = (1.0 - confidence) / 2.0
+    curve = _curve(points, on_grid, ach, ok, n_resamples=n_resamples, alpha=alpha, seed=seed)
+    used = ~np.isnan(curve.means)
+    mae, mae_ci = _mae(curve, points, used, alpha)
+    req_ok, ach_ok = req[ok], ach[ok]
+    slope, intercept = linear_fit(req_ok, ach_ok)
+    slope_ci = _slope_ci(req_ok, ach_ok, slope, n_resamples=n_resamples, alpha=alpha, seed=seed)
+    return {
+        "grid": [float(v) for v in points],
+        "curve": curve.entries,
+        "episodes": int(req.size),
+        "agreements": int(ok.sum()),
+        "agreement_rate": float(ok.mean()) if ok.size else NAN,
+        "mae": mae,
+        "mae_ci": mae_ci,
+        "grid_points_used": int(used.sum()),
+        "per_episode_mae": float(np.abs(ach_ok - req_ok).mean()) if req_ok.size else NAN,
+        "spearman": spearman(points[used], curve.means[used]),
+        "slope": slope,
+        "slope_ci": slope_ci,
+        "intercept": intercept,
+        "monotonicity_violations": monotonicity_violations(curve.means),
+    }
+
+
+def _grid_membership(
+    req: np.ndarray, ach: np.ndarray, ok: np.ndarray, grid: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """The grid and which of its points each episode requested: ``[episodes, points]``.
+
+    A request off the grid is an error, not a silently dropped episode.
+    """
     if not (req.shape == ach.shape == ok.shape):
         raise ValueError("requested, achieved and agreed must have the same length")
     points = _array(grid)
@@ -203,9 +237,32 @@ def calibration_stats(
     if req.size and not on_grid.any(axis=1).all():
         stray = sorted(set(req[~on_grid.any(axis=1)].tolist()))[:5]
         raise ValueError(f"requested ρ values {stray} are not on the grid {points.tolist()}")
-    alpha = (1.0 - confidence) / 2.0
+    return points, on_grid
 
-    curve: list[dict[str, Any]] = []
+
+@dataclass(frozen=True)
+class _Curve:
+    """The calibration curve, with the bootstrap resamples of its means kept for the MAE's
+    interval (``nan`` columns at grid points without an agreement)."""
+
+    entries: list[dict[str, Any]]
+    means: np.ndarray
+    boot_means: np.ndarray
+
+
+def _curve(
+    points: np.ndarray,
+    on_grid: np.ndarray,
+    ach: np.ndarray,
+    ok: np.ndarray,
+    *,
+    n_resamples: int,
+    alpha: float,
+    seed: int,
+) -> _Curve:
+    """Per grid point: counts, agreement rate, mean achieved ρ and its interval (each point
+    resampled from its own seeded stream)."""
+    entries: list[dict[str, Any]] = []
     means = np.full(points.size, NAN)
     boot_means = np.full((n_resamples, points.size), NAN)
     for g, target in enumerate(points):
@@ -228,44 +285,45 @@ def calibration_stats(
             boot_means[:, g] = resampled
             low, high = np.quantile(resampled, [alpha, 1.0 - alpha])
             entry.update(mean_achieved=means[g], ci_low=float(low), ci_high=float(high))
-        curve.append(entry)
+        entries.append(entry)
+    return _Curve(entries=entries, means=means, boot_means=boot_means)
 
-    used = ~np.isnan(means)
-    mae = float(np.abs(means[used] - points[used]).mean()) if used.any() else NAN
+
+def _mae(
+    curve: _Curve, points: np.ndarray, used: np.ndarray, alpha: float
+) -> tuple[float, list[float]]:
+    """The curve's MAE over the ``used`` grid points and its interval, from the per-point
+    resamples (so the interval reflects episodes resampled within each point)."""
+    mae = float(np.abs(curve.means[used] - points[used]).mean()) if used.any() else NAN
     if used.any():
-        boot_mae = np.abs(boot_means[:, used] - points[used]).mean(axis=1)
+        boot_mae = np.abs(curve.boot_means[:, used] - points[used]).mean(axis=1)
         mae_ci = [float(v) for v in np.quantile(boot_mae, [alpha, 1.0 - alpha])]
     else:
         mae_ci = [NAN, NAN]
+    return mae, mae_ci
 
-    req_ok, ach_ok = req[ok], ach[ok]
-    slope, intercept = linear_fit(req_ok, ach_ok)
-    slope_ci = [NAN, NAN]
-    if req_ok.size >= 2 and not math.isnan(slope):
-        rng = np.random.default_rng(subseed(seed, "slope"))
-        index = rng.integers(0, req_ok.size, size=(n_resamples, req_ok.size))
-        xs, ys = req_ok[index], ach_ok[index]
-        dx = xs - xs.mean(axis=1, keepdims=True)
-        sxx = (dx * dx).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            slopes = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1) / sxx
-        slopes = slopes[np.isfinite(slopes)]
-        if slopes.size:
-            slope_ci = [float(v) for v in np.quantile(slopes, [alpha, 1.0 - alpha])]
 
-    return {
-        "grid": [float(v) for v in points],
-        "curve": curve,
-        "episodes": int(req.size),
-        "agreements": int(ok.sum()),
-        "agreement_rate": float(ok.mean()) if ok.size else NAN,
-        "mae": mae,
-        "mae_ci": mae_ci,
-        "grid_points_used": int(used.sum()),
-        "per_episode_mae": float(np.abs(ach_ok - req_ok).mean()) if req_ok.size else NAN,
-        "spearman": spearman(points[used], means[used]),
-        "slope": slope,
-        "slope_ci": slope_ci,
-        "intercept": intercept,
-        "monotonicity_violations": monotonicity_violations(means),
-    }
+def _slope_ci(
+    req_ok: np.ndarray,
+    ach_ok: np.ndarray,
+    slope: float,
+    *,
+    n_resamples: int,
+    alpha: float,
+    seed: int,
+) -> list[float]:
+    """The slope's bootstrap interval, agreed episodes resampled as (ρ*, achieved) pairs;
+    resamples with a constant ρ* (no slope) are left out."""
+    if req_ok.size < 2 or math.isnan(slope):
+        return [NAN, NAN]
+    rng = np.random.default_rng(subseed(seed, "slope"))
+    index = rng.integers(0, req_ok.size, size=(n_resamples, req_ok.size))
+    xs, ys = req_ok[index], ach_ok[index]
+    dx = xs - xs.mean(axis=1, keepdims=True)
+    sxx = (dx * dx).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slopes = (dx * (ys - ys.mean(axis=1, keepdims=True))).sum(axis=1) / sxx
+    slopes = slopes[np.isfinite(slopes)]
+    if not slopes.size:
+        return [NAN, NAN]
+    return [float(v) for v in np.quantile(slopes, [alpha, 1.0 - alpha])]
