@@ -18,11 +18,11 @@ from janus.checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
     base_fingerprint,
-    export_peft,
     load_hyperlora,
     resize_for_tokenizer,
     save_hyperlora_adapter,
 )
+from janus.export import export_peft
 from janus.hyperlora import (
     adapter_state_dict,
     inject_hyperlora,

@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     # adapter files
     "save_hyperlora_adapter": "janus.checkpoint",
     "load_hyperlora": "janus.checkpoint",
-    "export_peft": "janus.checkpoint",
+    "export_peft": "janus.export",
     "export_adapter": "janus.export",
     # the agent
     "JanusAgent": "janus.agent",

@@ -1,11 +1,12 @@
-"""Saving, loading and exporting HyperLoRA adapters, safely.
+"""Saving and loading HyperLoRA adapters, safely.
 
 A checkpoint is a directory holding ``adapter_state.safetensors`` (the adapter's parameters
 only, trained token rows included), ``adapter_config.json`` (every hyperparameter needed to
 rebuild the adapter, the base model's name and fingerprint, the janus version, a checksum of
 the state file) and the tokenizer files. Saving is atomic; loading refuses a base model other
 than the one the adapter was trained on (the research code never checked), and never unpickles
-arbitrary objects. :func:`export_peft` writes a standard PEFT LoRA adapter at one fixed ρ.
+arbitrary objects. Exports (a PEFT LoRA adapter or a merged model at one fixed ρ) live in
+:mod:`janus.export`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from janus.atomic import atomic_directory
 from janus.base_model import locate_base_model
 from janus.hyperlora import (
     HyperLoRAConfig,
-    TrainableTokenEmbedding,
     adapter_parameters,
     adapter_state_dict,
     inject_hyperlora,
@@ -36,15 +36,11 @@ from janus.hyperlora import (
     is_merged,
     iter_hyperlora_layers,
     load_adapter_state_dict,
-    normalise_rho,
     output_head,
 )
 
 STATE_FILE = "adapter_state.safetensors"
 CONFIG_FILE = "adapter_config.json"
-PEFT_STATE_FILE = "adapter_model.safetensors"
-EXPORT_FILE = "janus_export.json"
-"""What an export records of where it came from (ρ, janus version, the adapter's config)."""
 FORMAT = "janus-hyperlora"
 FORMAT_VERSION = 1
 BASE_VOCAB_ATTR = "janus_base_vocab_size"
@@ -382,138 +378,3 @@ def load_hyperlora(
     model.to(device)
     model.eval()
     return model, tokenizer, config
-
-
-# --------------------------------------------------------------------------------------------
-# PEFT export
-# --------------------------------------------------------------------------------------------
-
-
-def peft_token_rows(model: nn.Module) -> tuple[dict[str, list[int]], dict[str, Tensor]]:
-    """The embedding (and untied head) rows a PEFT adapter must carry to stand alone.
-
-    PEFT's trainable tokens *replace* rows (they are not deltas), so the adapter carries the
-    value of every row that differs from what a user's own resize gives: the trained token
-    rows, and every row past the base's original vocabulary (Janus fills those with the
-    mean row, ``resize_token_embeddings`` with random ones). An untied output head gets its
-    added rows too; a tied one follows the embedding inside PEFT.
-    """
-    embedding = model.get_input_embeddings()
-    frozen = embedding.weight  # a TrainableTokenEmbedding's is its frozen base weight
-    weight = frozen.detach().to(torch.float32).clone()
-    trained = embedding.token_ids.tolist() if isinstance(embedding, TrainableTokenEmbedding) else []
-    if trained:
-        weight[embedding.token_ids] = embedding.token_rows.detach().to(torch.float32)
-    base_vocab = getattr(model.config, BASE_VOCAB_ATTR, None) or weight.shape[0]
-    added = list(range(base_vocab, weight.shape[0]))
-    ids = list(dict.fromkeys([*trained, *added]))
-    if not ids:
-        return {}, {}
-    names = {id(module): name for name, module in model.named_modules()}
-    indices, rows = {names[id(embedding)]: ids}, {names[id(embedding)]: weight[ids]}
-    head = output_head(model)
-    if head is not None and head.weight is not frozen and added:
-        indices[names[id(head)]] = added
-        rows[names[id(head)]] = head.weight.detach()[added].to(torch.float32)
-    tensors = {f"{n}.token_adapter.trainable_tokens_delta": r.cpu() for n, r in rows.items()}
-    return indices, tensors
-
-
-def export_peft(
-    model: nn.Module,
-    rho: float,
-    path: str | os.PathLike[str],
-    *,
-    tokenizer: Any,
-    base_model_name_or_path: str | None = None,
-    files: dict[str, str] | None = None,
-    provenance: dict[str, Any] | None = None,
-) -> Path:
-    """Write a standard PEFT LoRA adapter that behaves like the HyperLoRA model at ``rho``.
-
-    The gate is folded into A (``A' = diag(g(ρ)) A``; B, r and α unchanged), so any LoRA
-    server can serve this one point of the dial. Token rows go through PEFT's
-    ``trainable_token_indices`` (:func:`peft_token_rows`): resize the base to the embedding
-    size first (any resize: the rows come from the adapter); servers without trainable
-    tokens need the merged model (:func:`janus.hyperlora.merge_at_rho`). The tokenizer is
-    written beside the adapter (without its added tokens it cannot be prompted); ``files``
-    are extra text files (the card), ``provenance`` extra keys of ``janus_export.json``.
-    """
-    config = _require_injected(model)
-    if tokenizer is None:
-        raise ValueError("export_peft needs the adapter's tokenizer (it carries the added tokens)")
-    value = normalise_rho(rho)
-    if not isinstance(value, float):
-        raise ValueError("export_peft takes a single ρ (a float)")
-    layers = list(iter_hyperlora_layers(model))
-    transposed = {layer.fan_in_fan_out for _, layer in layers}
-    if len(transposed) > 1:
-        raise ValueError("PEFT has one fan_in_fan_out per adapter: cannot mix Linear and Conv1D")
-    prefix = "base_model.model."
-    tensors: dict[str, Tensor] = {}
-    with torch.no_grad():
-        for name, layer in layers:
-            gate = layer.gate(value)[0]
-            tensors[f"{prefix}{name}.lora_A.weight"] = (gate.unsqueeze(-1) * layer.lora_A).cpu()
-            tensors[f"{prefix}{name}.lora_B.weight"] = layer.lora_B.detach().cpu().clone()
-        token_indices, token_tensors = peft_token_rows(model)
-    tensors.update({f"{prefix}{key}": tensor for key, tensor in token_tensors.items()})
-    base_name = base_model_name_or_path or getattr(model.config, "_name_or_path", None) or None
-    peft_config = {
-        "peft_type": "LORA",
-        "task_type": "CAUSAL_LM",
-        "r": config.rank,
-        "lora_alpha": config.alpha,
-        "lora_dropout": 0.0,
-        "target_modules": [name for name, _ in layers],
-        "fan_in_fan_out": transposed == {True},
-        "bias": "none",
-        "use_rslora": False,
-        "use_dora": False,
-        "inference_mode": True,
-        "base_model_name_or_path": base_name,
-        "trainable_token_indices": token_indices or None,
-    }
-    record = {
-        **(provenance or {}),
-        "format": "peft",
-        "rho": value,
-        "janus_version": __version__,
-        "hyperlora": config.to_dict(),
-    }
-
-    def weights(tmp: Path) -> None:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / PEFT_STATE_FILE))
-        _write_json(tmp / CONFIG_FILE, peft_config)
-
-    return write_export(path, weights, tokenizer=tokenizer, record=record, files=files)
-
-
-def write_export(
-    path: str | os.PathLike[str],
-    weights: Callable[[Path], None],
-    *,
-    tokenizer: Any,
-    record: dict[str, Any],
-    files: dict[str, str] | None = None,
-) -> Path:
-    """Write an export directory atomically: ``weights(tmp)``, the tokenizer, the provenance
-    record (:data:`EXPORT_FILE`) and any extra text ``files`` (the model card).
-
-    Only an earlier export is replaced: never a training adapter (it has adapter_config.json
-    too), so a wrong ``--out`` cannot clobber the run it came from.
-    """
-
-    def write(tmp: Path) -> None:
-        weights(tmp)
-        tokenizer.save_pretrained(str(tmp))
-        _write_json(tmp / EXPORT_FILE, record)
-        for name, text in (files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
-
-    return atomic_directory(
-        Path(path),
-        write,
-        replaceable=lambda p: not any(p.iterdir()) or (p / EXPORT_FILE).is_file(),
-        what=f"export directory (no {EXPORT_FILE})",
-    )

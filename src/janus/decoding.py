@@ -144,6 +144,56 @@ def left_pad(
     return ids, mask, positions
 
 
+def _decode_cache(model) -> dict[str, DynamicCache]:
+    """One KV cache for the whole decode, under the keyword this model's ``forward`` takes.
+
+    It is filled in place by every forward: nothing is read back from the outputs, whose cache
+    attribute was renamed along with the keyword.
+    """
+    config = getattr(getattr(model, "module", model), "config", None)  # None: layers made lazily
+    return {cache_keyword(model): DynamicCache(config=config)}
+
+
+def _allowed_tokens(
+    constraint: ActionConstraint,
+    texts: Sequence[str],
+    done: Sequence[bool],
+    no_accept: Sequence[bool],
+) -> torch.Tensor:
+    """One row of the allowed-token mask per prompt; a finished row's tokens are never read,
+    so it is left unconstrained."""
+    return torch.stack(
+        [
+            constraint.allowed_mask(text, only) if not finished else constraint.unconstrained
+            for text, finished, only in zip(texts, done, no_accept, strict=True)
+        ]
+    )
+
+
+def _choose_tokens(
+    logits: torch.Tensor,
+    allowed: torch.Tensor,
+    temperature: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """The next token of every row (on the CPU), greedy or sampled, among the allowed ones."""
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    if temperature > 0:
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
+    return logits.argmax(dim=-1).cpu()
+
+
+def _extend_texts(
+    constraint: ActionConstraint, chosen: torch.Tensor, texts: list[str], done: list[bool]
+) -> None:
+    """Append each unfinished row's chosen piece to its text, and mark completed actions."""
+    for row, token_id in enumerate(chosen.tolist()):
+        if not done[row]:
+            texts[row] += constraint.piece(token_id)
+            done[row] = is_complete(texts[row])
+
+
 @torch.no_grad()
 def constrained_decode(
     model,
@@ -173,10 +223,7 @@ def constrained_decode(
     # Only the last position's logits are read: skip the LM head everywhere else (on a large
     # vocabulary the head is a sizeable share of the prefill).
     last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
-    # One cache object for the whole decode, filled in place by every forward: nothing is read
-    # back from the outputs, whose cache attribute was renamed along with the keyword.
-    config = getattr(getattr(model, "module", model), "config", None)  # None: layers made lazily
-    cache = {cache_keyword(model): DynamicCache(config=config)}
+    cache = _decode_cache(model)
     with rho_scope if rho_scope is not None else nullcontext():
         out = model(
             input_ids=ids,
@@ -188,31 +235,15 @@ def constrained_decode(
         )
         for _ in range(_MAX_ACTION_CHARS + 1):
             logits = out.logits[:, -1, : constraint.vocab_size].float()
-            allowed = torch.stack(
-                [
-                    constraint.allowed_mask(text, only)
-                    if not finished
-                    else constraint.unconstrained
-                    for text, finished, only in zip(texts, done, no_accept, strict=True)
-                ]
-            ).to(device)
-            logits = logits.masked_fill(~allowed, float("-inf"))
-            if temperature > 0:
-                probs = torch.softmax(logits / temperature, dim=-1)
-                chosen = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
-            else:
-                chosen = logits.argmax(dim=-1).cpu()
-            for row, token_id in enumerate(chosen.tolist()):
-                if not done[row]:
-                    texts[row] += constraint.piece(token_id)
-                    done[row] = is_complete(texts[row])
+            allowed = _allowed_tokens(constraint, texts, done, no_accept).to(device)
+            chosen = _choose_tokens(logits, allowed, temperature, generator)
+            _extend_texts(constraint, chosen, texts, done)
             if all(done):
                 break
-            next_ids = chosen.to(device).unsqueeze(-1)
             mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
             positions = positions[:, -1:] + 1
             out = model(
-                input_ids=next_ids,
+                input_ids=chosen.to(device).unsqueeze(-1),
                 attention_mask=mask,
                 position_ids=positions,
                 use_cache=True,

@@ -409,6 +409,63 @@ def _drain(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_run_sizes(episodes: int, workers: int, chunk_size: int | None) -> None:
+    """Refuse a bad count before anything is planned or written (a bool is no count)."""
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size!r}")
+
+
+def _default_chunk_size(episodes: int, workers: int) -> int:
+    """About four chunks per worker, between 20 and :data:`DEFAULT_CHUNK` episodes each: small
+    enough to spread the work and stop quickly, large enough to keep the overhead low."""
+    return max(20, min(DEFAULT_CHUNK, episodes // (workers * 4) or 1))
+
+
+def _write_run(
+    out: str | os.PathLike[str],
+    plan: GenerationPlan,
+    summary: GenerationSummary,
+    *,
+    episodes: int,
+    workers: int,
+    chunk_size: int,
+    include_impasse: bool,
+    overwrite: bool,
+    progress: bool,
+) -> Path:
+    """Play the run's chunks and write them to ``out`` in index order, counted into ``summary``.
+
+    The workers start only once the output file is open, and stop on the way out (closing the
+    chunks); returns the written path.
+    """
+    bar = None
+    try:
+        with DatasetWriter(out, overwrite=overwrite, include_impasse=include_impasse) as writer:
+            chunks = iter_chunks(plan, episodes, workers=workers, chunk_size=chunk_size)
+            if progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=episodes, unit="ep", desc="generate", smoothing=0.1)
+            with closing(chunks):
+                for text, stats in chunks:
+                    writer.write_serialized(
+                        text,
+                        trajectories=stats.trajectories_written,
+                        records=stats.records_written,
+                    )
+                    summary.merge(stats)
+                    if bar is not None:
+                        bar.update(stats.episodes)
+    finally:
+        if bar is not None:
+            bar.close()
+    return writer.path
+
+
 def generate(
     out: str | os.PathLike[str],
     *,
@@ -440,12 +497,7 @@ def generate(
     Returns the :class:`GenerationSummary` (print it for the report). Errors leave no file at
     ``out`` (nor a temporary one next to it).
     """
-    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
-        raise ValueError(f"episodes must be a positive integer, got {episodes!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk_size!r}")
+    _check_run_sizes(episodes, workers, chunk_size)
     plan = make_plan(
         seed=seed,
         strategies=strategies,
@@ -456,30 +508,19 @@ def generate(
     )
     check_output_file(out, overwrite=overwrite)  # fail before any work
     if chunk_size is None:
-        chunk_size = max(20, min(DEFAULT_CHUNK, episodes // (workers * 4) or 1))
+        chunk_size = _default_chunk_size(episodes, workers)
     summary = GenerationSummary(run_id=plan.run_id, seed=seed)
     started = time.perf_counter()
-    bar = None
-    try:
-        with DatasetWriter(out, overwrite=overwrite, include_impasse=include_impasse) as writer:
-            chunks = iter_chunks(plan, episodes, workers=workers, chunk_size=chunk_size)
-            if progress:
-                from tqdm import tqdm
-
-                bar = tqdm(total=episodes, unit="ep", desc="generate", smoothing=0.1)
-            with closing(chunks):
-                for text, stats in chunks:
-                    writer.write_serialized(
-                        text,
-                        trajectories=stats.trajectories_written,
-                        records=stats.records_written,
-                    )
-                    summary.merge(stats)
-                    if bar is not None:
-                        bar.update(stats.episodes)
-    finally:
-        if bar is not None:
-            bar.close()
-    summary.path = writer.path
+    summary.path = _write_run(
+        out,
+        plan,
+        summary,
+        episodes=episodes,
+        workers=workers,
+        chunk_size=chunk_size,
+        include_impasse=include_impasse,
+        overwrite=overwrite,
+        progress=progress,
+    )
     summary.seconds = time.perf_counter() - started
     return summary

@@ -373,6 +373,91 @@ def _nothing_left(summary: PrepareSummary, source: Path) -> DataValidationError:
     return DataValidationError(source, None, None, message)
 
 
+def _progress_bar(size: int) -> Any:
+    """A tqdm bar over the ``size`` bytes of the source (tqdm is imported only when asked for)."""
+    from tqdm import tqdm
+
+    return tqdm(total=size, unit="B", unit_scale=True, desc="prepare")
+
+
+def _write_outputs(
+    source: Path,
+    folder: Path,
+    summary: PrepareSummary,
+    *,
+    size: int,
+    started: float,
+    skip_invalid: bool,
+    block_bytes: int,
+    bar: Any,
+) -> None:
+    """Fill ``folder`` with the two tables, then the meta file that marks them complete.
+
+    A source with no valid step left is an error here, before the meta file exists.
+    """
+    _write_tables(
+        source, folder, summary, skip_invalid=skip_invalid, block_bytes=block_bytes, bar=bar
+    )
+    if summary.total_rows == 0:
+        raise _nothing_left(summary, source)
+    summary.seconds = time.perf_counter() - started
+    meta = json.dumps(summary.to_meta(size), indent=2) + "\n"
+    (folder / META_FILE).write_text(meta, encoding="utf-8")
+
+
+def _remove_partial(temp_dir: Path, created: list[Path]) -> None:
+    """After a failure, remove the temporary folder and the parent folders made for it, so a
+    failed prepare writes nothing."""
+    shutil.rmtree(temp_dir, ignore_errors=True)
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _write_atomically(
+    source: Path,
+    out: Path,
+    summary: PrepareSummary,
+    *,
+    size: int,
+    started: float,
+    skip_invalid: bool,
+    block_bytes: int,
+    overwrite: bool,
+    progress: bool,
+) -> None:
+    """Write the outputs into a hidden folder beside ``out``, then move them into place.
+
+    On any failure nothing is left behind, and a plain OSError becomes a one-line
+    :class:`OutputError`.
+    """
+    temp_dir = out.parent / f".{out.name}.prepare-{os.getpid()}-{time.time_ns() % 10**9}.tmp"
+    bar = _progress_bar(size) if progress else None
+    created: list[Path] = []  # parent folders made here, removed again on failure
+    try:
+        _make_temp_dir(temp_dir, out, created)
+        _write_outputs(
+            source,
+            temp_dir,
+            summary,
+            size=size,
+            started=started,
+            skip_invalid=skip_invalid,
+            block_bytes=block_bytes,
+            bar=bar,
+        )
+        _install(temp_dir, out, overwrite)
+    except BaseException as exc:
+        _remove_partial(temp_dir, created)
+        error = _as_output_error(exc, out)
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def prepare(
     source: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -413,35 +498,16 @@ def prepare(
         val_fraction=float(val_fraction),
         test_fraction=float(test_fraction),
     )
-    temp_dir = out.parent / f".{out.name}.prepare-{os.getpid()}-{time.time_ns() % 10**9}.tmp"
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=size, unit="B", unit_scale=True, desc="prepare")
-    created: list[Path] = []  # parent folders made here, removed again on failure
-    try:
-        _make_temp_dir(temp_dir, out, created)
-        _write_tables(
-            source, temp_dir, summary, skip_invalid=skip_invalid, block_bytes=block_bytes, bar=bar
-        )
-        if summary.total_rows == 0:
-            raise _nothing_left(summary, source)
-        summary.seconds = time.perf_counter() - started
-        meta = json.dumps(summary.to_meta(size), indent=2) + "\n"
-        (temp_dir / META_FILE).write_text(meta, encoding="utf-8")
-        _install(temp_dir, out, overwrite)
-    except BaseException as exc:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        for folder in reversed(created):
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        error = _as_output_error(exc, out)
-        if error is exc:
-            raise
-        raise error from exc
-    finally:
-        if bar is not None:
-            bar.close()
+    _write_atomically(
+        source,
+        out,
+        summary,
+        size=size,
+        started=started,
+        skip_invalid=skip_invalid,
+        block_bytes=block_bytes,
+        overwrite=overwrite,
+        progress=progress,
+    )
     summary.seconds = time.perf_counter() - started
     return summary

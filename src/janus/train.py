@@ -45,12 +45,17 @@ from janus.examples import (
     add_special_tokens,
     resolve_decision_steps,
 )
-from janus.hyperlora import HyperLoRAConfig, inject_hyperlora, load_adapter_state_dict
+from janus.hyperlora import (
+    HyperLoRAConfig,
+    InjectionSummary,
+    inject_hyperlora,
+    load_adapter_state_dict,
+)
 from janus.prompt import PROMPT_FORMAT_VERSION, SPECIAL_TOKENS
 from janus.schema import rho_is_valid
 from janus.training.checkpoints import CheckpointCallback, resume_latest
 from janus.training.data import training_batches
-from janus.training.distributed import barrier, init_distributed, wrap_model
+from janus.training.distributed import DistInfo, barrier, init_distributed, wrap_model
 from janus.training.loop import (
     Callback,
     LoopSettings,
@@ -333,6 +338,35 @@ def start_run_directory(run_dir: Path, config: TrainConfig, row_counts: dict[str
     (run_dir / DATA_FILE).write_text(json.dumps(row_counts, indent=2))
 
 
+def _loop_settings(config: TrainConfig, progress: bool) -> LoopSettings:
+    """What the shared training loop (janus-tiny pretraining runs it too) reads of the config."""
+    return LoopSettings(
+        max_steps=config.max_steps,
+        grad_accum=config.grad_accum,
+        max_grad_norm=config.max_grad_norm,
+        bf16=config.bf16,
+        progress=progress,
+    )
+
+
+def _finish_run(
+    model: Any,
+    tokenizer: Any,
+    config: TrainConfig,
+    summary: InjectionSummary,
+    run_dir: Path,
+    dist: DistInfo,
+) -> Path:
+    """Write the final adapter and the injection summary (on the main process), then wait:
+    the adapter is complete for every process that returns. Returns the adapter's path."""
+    adapter_dir = run_dir / ADAPTER_DIR
+    if dist.is_main:
+        save_adapter(model, tokenizer, config, adapter_dir)
+        (run_dir / SUMMARY_FILE).write_text(str(summary) + "\n")
+    barrier(dist)
+    return adapter_dir
+
+
 def train(
     config: TrainConfig,
     *,
@@ -374,13 +408,7 @@ def train(
             wrapped, dist, routed=model, lambda_sep=config.lambda_sep, sep_margin=config.sep_margin
         ),
         state=state,
-        settings=LoopSettings(
-            max_steps=config.max_steps,
-            grad_accum=config.grad_accum,
-            max_grad_norm=config.max_grad_norm,
-            bf16=config.bf16,
-            progress=progress,
-        ),
+        settings=_loop_settings(config, progress),
         dist=dist,
         callbacks=[
             jsonl_logger(run_dir / METRICS_FILE, config.log_every, dist),
@@ -389,11 +417,7 @@ def train(
             *callbacks,
         ],
     )
-    adapter_dir = run_dir / ADAPTER_DIR
-    if dist.is_main:
-        save_adapter(model, tokenizer, config, adapter_dir)
-        (run_dir / SUMMARY_FILE).write_text(str(summary) + "\n")
-    barrier(dist)  # the adapter is complete for every process that returns
+    adapter_dir = _finish_run(model, tokenizer, config, summary, run_dir, dist)
     return TrainResult(run_dir, adapter_dir, state.step, validation.last, state.best_step)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from janus.cli.core import command, friendly_errors
+
+if TYPE_CHECKING:  # janus.train imports torch: only when a command runs
+    from janus.train import TrainConfig, TrainResult
 
 
 def _adapter_help(name: str, text: str) -> str:
@@ -91,18 +94,30 @@ def train_command(
     OUT/metrics.jsonl and OUT/checkpoints; --resume continues exactly where a run stopped.
     """
     options = dict(locals())  # first statement: exactly the command's options
+    from janus.train import train
+
+    result = train(_train_config(options), resume=resume)
+    _echo_training(result)
+
+
+def _train_config(options: dict[str, Any]) -> TrainConfig:
+    """The run's config: the preset, overridden by every option given (paths as text, the
+    target modules parsed); ``preset`` and ``resume`` choose how to run, not what."""
     from janus.hyperlora.config import target_modules_from_text
-    from janus.train import TrainConfig, apply_preset, train
+    from janus.train import TrainConfig, apply_preset
 
     overrides = {
         key: str(value) if isinstance(value, Path) else value
         for key, value in options.items()
         if key not in {"preset", "resume"}
     }
-    if target_modules is not None:
-        overrides["target_modules"] = target_modules_from_text(target_modules)
-    config = apply_preset(TrainConfig(), preset, overrides)
-    result = train(config, resume=resume)
+    if options["target_modules"] is not None:
+        overrides["target_modules"] = target_modules_from_text(options["target_modules"])
+    return apply_preset(TrainConfig(), options["preset"], overrides)
+
+
+def _echo_training(result: TrainResult) -> None:
+    """The run's last validation (when it validated) and where its adapter is."""
     if result.final_metrics:
         final = result.final_metrics
         typer.echo(

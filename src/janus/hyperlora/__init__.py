@@ -13,8 +13,9 @@ Per adapted layer: ``W(ρ) = W_base + (α/r) · B · diag(g(ρ)) · A``, one ρ 
 ``fusion``         opt-in speed-ups: shared q/k/v and gate/up GEMM, gate cache
 =================  ===================================================================
 
-Saving, loading and PEFT export live in :mod:`janus.checkpoint`. The torch-backed names load
-on first use, so ``from janus.hyperlora.config import HyperLoRAConfig`` stays torch-free.
+Saving and loading live in :mod:`janus.checkpoint`, PEFT export in :mod:`janus.export`. The
+torch-backed names load on first use, so ``from janus.hyperlora.config import HyperLoRAConfig``
+stays torch-free.
 """
 
 from __future__ import annotations
