@@ -1,14 +1,17 @@
-"""pyproject.toml declares ranges that the installed, tested versions satisfy."""
+"""The package as shipped: declared dependency ranges that the tested versions satisfy, and
+the size rules of the source."""
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from packaging.requirements import Requirement
 
-PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = ROOT / "pyproject.toml"
 
 
 def declared(group: str | None = None) -> list[Requirement]:
@@ -44,3 +47,28 @@ def test_negmas_is_an_optional_extra_never_a_core_dependency() -> None:
     assert "negmas" not in {r.name for r in declared("dev")}
     (negmas,) = declared("negmas")
     assert "0.16.0" in negmas.specifier and "0.17.0" not in negmas.specifier
+
+
+def _body_lines(node: ast.FunctionDef) -> int:
+    """Lines of a function after its signature (a CLI command's signature is its option
+    table, data rather than logic)."""
+    return node.end_lineno - node.body[0].lineno + 1
+
+
+def test_no_function_in_the_library_is_over_60_lines() -> None:
+    """The house rule of docs/ARCHITECTURE.md: a function does one job and reads on a screen.
+
+    Typer commands count from their body: their long signatures are the option tables."""
+    too_long = []
+    for path in sorted((ROOT / "src" / "janus").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            is_command = any(
+                isinstance(d, ast.Call) and getattr(d.func, "id", "") == "command"
+                for d in node.decorator_list
+            )
+            length = _body_lines(node) if is_command else node.end_lineno - node.lineno + 1
+            if length > 60:
+                too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
+    assert not too_long, "functions over 60 lines: " + ", ".join(too_long)
