@@ -1,4 +1,4 @@
-"""The typed evaluation summary: what it writes is what it reads back, the version-2 layout
+"""The typed evaluation summary: what it writes is what it reads back, the version-3 layout
 is pinned key by key, and a file of another version, with a missing field or a field of the
 wrong type is refused in one line that names the file and the field."""
 
@@ -76,10 +76,10 @@ def test_an_empty_subset_is_written_compactly_and_reads_back_empty(reports) -> N
     assert standard.in_pool.episodes == standard.all.episodes > 0
 
 
-def test_the_version_1_layout_is_pinned(reports) -> None:
+def test_the_layout_is_pinned_key_by_key(reports) -> None:
     # Changing any of these keys changes the file: bump FORMAT_VERSION with it.
     data = _raw(reports["full"])
-    assert FORMAT_VERSION == data["format_version"] == 2
+    assert FORMAT_VERSION == data["format_version"] == 3
     assert list(data) == [
         "format", "format_version", "janus_version", "run", "headline_set", "calibration",
         "calibration_in_pool", "calibration_all", "calibrated", "calibration_raw", "ablations",
@@ -134,8 +134,8 @@ def test_the_version_1_layout_is_pinned(reports) -> None:
 
 def test_another_version_or_format_is_refused_in_one_line(reports, tmp_path: Path) -> None:
     data = _raw(reports["full"])
-    path = _write(tmp_path, {**data, "format_version": 3})
-    with pytest.raises(FormatError, match=r"format_version is 3; this Janus reads version 2") as e:
+    path = _write(tmp_path, {**data, "format_version": 4})
+    with pytest.raises(FormatError, match=r"format_version is 4; this Janus reads version 3") as e:
         load_summary(path)
     assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
     with pytest.raises(FormatError, match="format_version is None"):
