@@ -238,7 +238,7 @@ def test_a_missing_local_base_is_named_never_looked_up_on_the_hub(saved, tmp_pat
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("failing", ["save_file", "_write_json"])
+@pytest.mark.parametrize("failing", ["save_file", "write_json"])
 def test_a_crash_mid_save_leaves_the_previous_checkpoint_intact(
     saved, tmp_path, monkeypatch, failing
 ):

@@ -184,7 +184,9 @@ def _sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """One JSON layout (sorted keys, indented, UTF-8) for every config a checkpoint or an
+    export writes, so their files diff cleanly."""
     path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8")
 
 
@@ -202,7 +204,8 @@ def _atomic_directory(target: Path, write: Callable[[Path], None]) -> Path:
     )
 
 
-def _require_injected(model: nn.Module) -> HyperLoRAConfig:
+def require_injected(model: nn.Module) -> HyperLoRAConfig:
+    """The model's adapter config, or a one-line error that says why there is none."""
     config = getattr(model, "hyperlora_config", None)
     if config is None:
         hint = " (it was merged: unmerge(model) first)" if is_merged(model) else ""
@@ -228,7 +231,7 @@ def save_hyperlora_adapter(
     ``extra_config`` (e.g. special tokens, prompt format version) is merged into
     adapter_config.json; it may not override the adapter's own keys. Returns the directory.
     """
-    config = _require_injected(model)
+    config = require_injected(model)
     if tokenizer is None:
         raise ValueError("a checkpoint needs its tokenizer: pass the one used for training")
     extra = dict(extra_config or {})
@@ -250,7 +253,7 @@ def save_hyperlora_adapter(
     def write(tmp: Path) -> None:
         save_file(state, str(tmp / STATE_FILE), metadata={"format": "pt"})
         payload["adapter_state_sha256"] = _sha256_file(tmp / STATE_FILE)
-        _write_json(tmp / CONFIG_FILE, payload)
+        write_json(tmp / CONFIG_FILE, payload)
         tokenizer.save_pretrained(str(tmp))
 
     return _atomic_directory(Path(path), write)

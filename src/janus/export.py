@@ -31,9 +31,9 @@ from janus.card import CardFacts, render_card
 from janus.checkpoint import (
     BASE_VOCAB_ATTR,
     CONFIG_FILE,
-    _require_injected,
-    _write_json,
     load_hyperlora,
+    require_injected,
+    write_json,
 )
 from janus.domain import MAX_TURNS, Observation, Offer, PriceRange, Role
 from janus.hyperlora import (
@@ -189,7 +189,7 @@ def write_export(
     def write(tmp: Path) -> None:
         weights(tmp)
         tokenizer.save_pretrained(str(tmp))
-        _write_json(tmp / EXPORT_FILE, record)
+        write_json(tmp / EXPORT_FILE, record)
         for name, text in (files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")
 
@@ -305,7 +305,7 @@ def export_peft(
     written beside the adapter (without its added tokens it cannot be prompted); ``files``
     are extra text files (the card), ``provenance`` extra keys of ``janus_export.json``.
     """
-    config = _require_injected(model)
+    config = require_injected(model)
     if tokenizer is None:
         raise ValueError("export_peft needs the adapter's tokenizer (it carries the added tokens)")
     value = normalise_rho(rho)
@@ -331,7 +331,7 @@ def export_peft(
 
     def weights(tmp: Path) -> None:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp / PEFT_STATE_FILE))
-        _write_json(tmp / CONFIG_FILE, peft_config)
+        write_json(tmp / CONFIG_FILE, peft_config)
 
     return write_export(path, weights, tokenizer=tokenizer, record=record, files=files)
 

@@ -386,7 +386,8 @@ class _PairedCells:
         self._position = {opponent: i for i, opponent in enumerate(plan.opponents)}
         self._drawn: dict[tuple[str, Role, int], tuple[int, Scenario]] = {}
 
-    def __call__(self, opponent: str, role: Role, index: int) -> tuple[int, Scenario]:
+    def cell(self, opponent: str, role: Role, index: int) -> tuple[int, Scenario]:
+        """The cell's episode seed and scenario, drawn on first use."""
         key = (opponent, role, index)
         if key not in self._drawn:
             seed = cell_seed(self.plan.seed, opponent, role, index)
@@ -410,7 +411,7 @@ class _PairedCells:
         for opponent in self.plan.opponents:
             for role in (Role.BUYER, Role.SELLER):
                 for index in range(n):
-                    seed, scenario = self(opponent, role, index)
+                    seed, scenario = self.cell(opponent, role, index)
                     specs.append(
                         EpisodeSpec(
                             configuration=name,
