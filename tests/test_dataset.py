@@ -22,6 +22,7 @@ from janus.dataset import (
     OutputError,
     iter_trajectories,
     serialize_trajectory,
+    trajectory_records,
 )
 from janus.domain import Action, DomainConfig, Role, ZopaWidth, sample_scenario
 from janus.episode import EpisodeResult, Match, run_episode
@@ -199,6 +200,18 @@ def test_invalid_steps_and_non_finite_numbers_are_refused() -> None:
         serialize_trajectory(
             nan_price, trajectory_id="x", buyer_strategy=buyer, seller_strategy=seller, seed=0
         )
+
+
+def test_the_writer_is_json_dumps_of_the_records() -> None:
+    # the writer encodes shared parts once; the result must be json.dumps of each record
+    for index in range(30):
+        result, buyer, seller = play(index)
+        kwargs = dict(trajectory_id=f"e-{index}", buyer_strategy=buyer, seller_strategy=seller)
+        tags = {"source": "janus-refine", "round": 1} if index % 3 == 0 else {}
+        text = serialize_trajectory(result, seed=index, episode=index, **kwargs, **tags)
+        records = trajectory_records(result, seed=index, episode=index, **kwargs, **tags)
+        expected = [json.dumps(r, separators=(",", ":")) for r in records]
+        assert text.splitlines() == expected
 
 
 # ---------------------------------------------------------------------- provenance fields

@@ -18,6 +18,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from janus.domain import ActionKind
@@ -77,6 +78,54 @@ def _check_step(step: Any, index: int, offers: int, trajectory_id: str) -> None:
         raise ValueError(f"trajectory {trajectory_id!r} step {index}: {problem}")
 
 
+@dataclass(frozen=True, slots=True)
+class _RecordParts:
+    """One record in three parts, so that the writer encodes what a trajectory shares once:
+    the fields before ``history``, the step's own ``action``/``offer_price``, and the offer
+    this step adds to the history (``None`` for an ACCEPT). The outcome fields follow."""
+
+    head: dict[str, Any]
+    action: dict[str, Any]
+    offer: dict[str, Any] | None
+
+
+def _record_parts(result: EpisodeResult, trajectory_id: str) -> Iterator[_RecordParts]:
+    """The parts of each record of one episode, every field in schema order."""
+    scenario, steps = result.scenario, result.steps
+    if not steps:
+        raise ValueError(f"trajectory {trajectory_id!r} has no steps")
+    pr = scenario.price_range
+    max_turns = int(scenario.max_turns)
+    last_price: float | None = None
+    offers = 0
+    for index, step in enumerate(steps):
+        obs = step.observation
+        _check_step(step, index, offers, trajectory_id)
+        role = obs.role.value
+        reservation = float(scenario.reservation(obs.role))
+        offer = step.action.kind is ActionKind.OFFER
+        price = float(step.action.price) if offer else None
+        head = {
+            "schema_version": SCHEMA_VERSION,
+            "trajectory_id": str(trajectory_id),
+            "step": index,
+            "role": role,
+            "turn": obs.turn,
+            "max_turns": max_turns,
+            "turns_remaining": max_turns - obs.turn,
+            "reservation_price": reservation,
+            "reservation_norm": float(pr.norm(reservation)),
+            "price_low": float(pr.low),
+            "price_high": float(pr.high),
+            "last_offer_price": last_price,
+        }
+        action = {"action": "OFFER" if offer else "ACCEPT", "offer_price": price}
+        yield _RecordParts(head, action, {"role": role, "price": price} if offer else None)
+        if offer:
+            last_price = price
+            offers += 1
+
+
 def trajectory_records(
     result: EpisodeResult,
     *,
@@ -94,11 +143,6 @@ def trajectory_records(
     a bad provenance value.
     """
     _check_provenance(source, round)
-    scenario, steps = result.scenario, result.steps
-    if not steps:
-        raise ValueError(f"trajectory {trajectory_id!r} has no steps")
-    pr = scenario.price_range
-    max_turns = int(scenario.max_turns)
     tail = _outcome_fields(
         result,
         buyer_strategy=buyer_strategy,
@@ -109,32 +153,13 @@ def trajectory_records(
         round=round,
     )
     history: list[dict[str, Any]] = []
-    for index, step in enumerate(steps):
-        obs = step.observation
-        _check_step(step, index, len(history), trajectory_id)
-        reservation = float(scenario.reservation(obs.role))
-        offer = step.action.kind is ActionKind.OFFER
-        price = float(step.action.price) if offer else None
-        yield {
-            "schema_version": SCHEMA_VERSION,
-            "trajectory_id": str(trajectory_id),
-            "step": index,
-            "role": obs.role.value,
-            "turn": obs.turn,
-            "max_turns": max_turns,
-            "turns_remaining": max_turns - obs.turn,
-            "reservation_price": reservation,
-            "reservation_norm": float(pr.norm(reservation)),
-            "price_low": float(pr.low),
-            "price_high": float(pr.high),
-            "last_offer_price": history[-1]["price"] if history else None,
-            "history": history[:],
-            "action": "OFFER" if offer else "ACCEPT",
-            "offer_price": price,
-            **tail,
-        }
-        if offer:
-            history.append({"role": obs.role.value, "price": price})
+    for parts in _record_parts(result, trajectory_id):
+        yield {**parts.head, "history": history[:], **parts.action, **tail}
+        if parts.offer is not None:
+            history.append(parts.offer)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 def serialize_trajectory(
@@ -151,12 +176,15 @@ def serialize_trajectory(
     """The JSONL lines (one per decision step, each ending in a newline) of one episode.
 
     Compact JSON, numbers as Python's shortest round-trip ``repr``: the output is a pure
-    function of the episode. Raises :class:`ValueError` as :func:`trajectory_records` does,
-    or for a non-finite number.
+    function of the episode, and equal to ``json.dumps`` of each of
+    :func:`trajectory_records` (tested). Every value goes through the JSON encoder; what the
+    records of a trajectory share (the outcome fields, the history's offers) is encoded once
+    and joined (speed: benchmarks/RESULTS.md). Raises
+    :class:`ValueError` as :func:`trajectory_records` does, or for a non-finite number.
     """
-    records = trajectory_records(
+    _check_provenance(source, round)
+    tail = _outcome_fields(
         result,
-        trajectory_id=trajectory_id,
         buyer_strategy=buyer_strategy,
         seller_strategy=seller_strategy,
         seed=seed,
@@ -165,15 +193,21 @@ def serialize_trajectory(
         round=round,
     )
     try:
-        return "".join(
-            [json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in records]
-        )
+        tail_json = _encode(tail)[1:]  # '"outcome":...}'
+        history: list[str] = []
+        lines: list[str] = []
+        for parts in _record_parts(result, trajectory_id):
+            head, action = _encode(parts.head)[:-1], _encode(parts.action)[1:-1]
+            lines.append(f'{head},"history":[{",".join(history)}],{action},{tail_json}\n')
+            if parts.offer is not None:
+                history.append(_encode(parts.offer))
     except ValueError as exc:
         if "JSON compliant" not in str(exc):
             raise
         raise ValueError(
             f"trajectory {trajectory_id!r}: cannot write a non-finite number to a dataset"
         ) from None
+    return "".join(lines)
 
 
 # ------------------------------------------------------------------------------- reading
