@@ -8,8 +8,10 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -251,6 +253,62 @@ def test_batched_and_unbatched_play_give_identical_outcomes(agent) -> None:
     # (half the mechanisms have Janus to move at each step)
     assert max(lockstep_agent.batches) == 3 and len(lockstep_agent.batches) <= 12
     assert max(batcher.batch_sizes) >= 3
+
+
+class EchoPolicy:
+    """A batch policy whose seats offer their own index; counts its batches."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.fail = fail
+
+    def seat(self, index: int):
+        return SimpleNamespace(batch_policy=self, index=index)
+
+    def act_batch(self, seats, observations):
+        self.batches.append(sorted(s.index for s in seats))
+        if self.fail:
+            raise RuntimeError("model broke")
+        return [Action.offer(500.0 + s.index) for s in seats]
+
+
+def _decide_all(batcher, policy, indices):
+    # the batcher passes observations through untouched; the policy ignores them
+    with ThreadPoolExecutor(len(indices)) as pool:
+        futures = [pool.submit(batcher.decide, policy.seat(i), None) for i in indices]
+        return [f.result().price if f.exception() is None else f.exception() for f in futures]
+
+
+def test_the_batcher_answers_a_full_set_a_set_completed_by_a_leaver_and_a_late_one() -> None:
+    policy, batcher = EchoPolicy(), DecisionBatcher(max_wait=30.0)
+    for _ in range(4):
+        batcher.enter()
+    # every registered negotiation asks: one batch, each answer its own
+    assert _decide_all(batcher, policy, [0, 1, 2, 3]) == [500.0, 501.0, 502.0, 503.0]
+    assert policy.batches == [[0, 1, 2, 3]] and batcher.batch_sizes == [4]
+    # three ask and the fourth negotiation ends instead: its leaving completes the set
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(_decide_all, batcher, policy, [4, 5, 6])
+        while len(batcher._queue) < 3:
+            time.sleep(0.01)
+        batcher.leave()
+        assert pending.result(timeout=10) == [504.0, 505.0, 506.0]
+    assert policy.batches[-1] == [4, 5, 6]
+    # a registered negotiation that never asks: the others are answered after max_wait
+    late, late_policy = DecisionBatcher(max_wait=0.2), EchoPolicy()
+    for _ in range(3):
+        late.enter()
+    start = time.monotonic()
+    assert _decide_all(late, late_policy, [7, 8]) == [507.0, 508.0]
+    assert 0.2 <= time.monotonic() - start < 10 and late_policy.batches == [[7, 8]]
+
+
+def test_a_failed_batch_reaches_every_waiting_decision() -> None:
+    batcher = DecisionBatcher(max_wait=30.0)
+    for _ in range(3):
+        batcher.enter()
+    answers = _decide_all(batcher, EchoPolicy(fail=True), [0, 1, 2])
+    assert [str(a) for a in answers] == ["model broke"] * 3
 
 
 # ------------------------------------------------------------------------ evaluation
