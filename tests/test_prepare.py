@@ -578,6 +578,40 @@ def test_provenance_columns_only_when_some_record_has_them(
     assert steps.drop_columns(["source", "round"]).equals(plain)
 
 
+def test_provenance_first_seen_late_widens_the_groups_already_written(
+    corpus: Path, tmp_path: Path
+) -> None:
+    records = read_records(corpus)
+    spans = trajectories_of([json.dumps(r) for r in records])
+    *_, (_, a, b, _) = spans  # only the last trajectory is tagged
+    for i in range(a, b):
+        records[i].update(source="janus-refine", round=1)
+    late = tmp_path / "late.jsonl"
+    late.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    # the same records with the tagged trajectory first: provenance known at the first chunk
+    first = [*records[a:b], *records[:a]]
+    early = tmp_path / "early.jsonl"
+    early.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in first))
+    out_late, out_early = tmp_path / "late", tmp_path / "early"
+    options = dict(k=4, val_fraction=0.2, test_fraction=0.2, block_bytes=1 << 14)
+    prepare(late, out_late, **options)
+    prepare(early, out_early, **options)
+    for name in (DECISION_STEPS_FILE, TRAJECTORY_OUTCOMES_FILE):
+        widened = pq.ParquetFile(out_late / name)
+        assert widened.metadata.num_row_groups > 2  # rows were written before the widening
+        table = widened.read()
+        assert table.schema == pq.read_schema(out_early / name)
+        source = table.column("source").to_pylist()
+        tagged = [v for v in source if v is not None]
+        assert tagged and set(tagged) == {"janus-refine"} and source[-len(tagged) :] == tagged
+        assert set(table.column("round").to_pylist()[: -len(tagged)]) == {None}
+        # the rows themselves are the ones the early file gives, in the late file's order
+        reference = pq.read_table(out_early / name)
+        n = len(tagged)
+        assert table.slice(table.num_rows - n).equals(reference.slice(0, n))
+        assert table.slice(0, table.num_rows - n).equals(reference.slice(n))
+
+
 def test_a_provenance_key_that_no_record_carries_adds_no_column(
     corpus: Path, prepared: Path, tmp_path: Path
 ) -> None:

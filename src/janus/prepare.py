@@ -17,7 +17,6 @@ import contextlib
 import errno
 import json
 import os
-import re
 import shutil
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import janus
@@ -214,23 +214,6 @@ def _check_out_dir(out_dir: Path, overwrite: bool) -> None:
 
 # --------------------------------------------------------------------------- provenance
 
-_KEYS = b"|".join(name.encode() for name in PROVENANCE_FIELDS)
-_PROVENANCE_KEY = re.compile(rb'"(?:' + _KEYS + rb')"\s*:')
-
-
-def _may_have_provenance(path: Path, block_bytes: int = 16 << 20) -> bool:
-    """Whether a provenance key occurs in the file (a fast byte scan before the real read:
-    the Parquet writers need their schema up front). The read then settles it."""
-    needles = [f'"{name}"'.encode() for name in PROVENANCE_FIELDS]
-    tail = b""
-    with open(path, "rb") as handle:
-        while data := handle.read(block_bytes):
-            window = tail + data
-            if any(n in window for n in needles) and _PROVENANCE_KEY.search(window):
-                return True
-            tail = window[-16:]
-    return False
-
 
 def _carries_provenance(chunk: Chunk) -> bool:
     nulls = chunk.columns.nulls
@@ -240,22 +223,54 @@ def _carries_provenance(chunk: Chunk) -> bool:
     return bool(present[chunk.valid_run[chunk.runs.run]].any())
 
 
-def _drop_provenance(folder: Path) -> None:
-    """Rewrite both tables without the provenance columns, row group by row group (when the
-    byte scan saw a key that no valid record turned out to carry)."""
-    for name, schema in (
-        (DECISION_STEPS_FILE, decision_steps_schema()),
-        (TRAJECTORY_OUTCOMES_FILE, trajectory_outcomes_schema()),
-    ):
-        path = folder / name
-        rewritten = folder / f".{name}.tmp"
-        source = pq.ParquetFile(path)
-        with _parquet_writer(rewritten, schema) as writer:
-            for group in range(source.num_row_groups):
-                table = source.read_row_group(group, columns=schema.names)
-                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+class _TableWriters:
+    """The two Parquet writers, without the provenance columns until a valid record carries
+    one (a refinement corpus carries them from its first line; a scripted one never does).
+
+    When the first such record appears after some row groups were written, :meth:`widen`
+    rewrites those groups with null provenance columns, one at a time, and goes on with the
+    wider schema: the files are what they would be had the schema been known from the start,
+    without reading the input twice to find out.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.provenance = False
+        self.steps = _parquet_writer(folder / DECISION_STEPS_FILE, decision_steps_schema())
+        self.outcomes = _parquet_writer(
+            folder / TRAJECTORY_OUTCOMES_FILE, trajectory_outcomes_schema()
+        )
+
+    def write(self, tables: Tables) -> None:
+        self.steps.write_table(tables.steps, row_group_size=max(tables.steps.num_rows, 1))
+        self.outcomes.write_table(tables.outcomes, row_group_size=max(tables.outcomes.num_rows, 1))
+
+    def widen(self) -> None:
+        self.steps = self._widened(self.steps, DECISION_STEPS_FILE, decision_steps_schema(True))
+        self.outcomes = self._widened(
+            self.outcomes, TRAJECTORY_OUTCOMES_FILE, trajectory_outcomes_schema(True)
+        )
+        self.provenance = True
+
+    def _widened(self, writer: pq.ParquetWriter, name: str, schema: Any) -> pq.ParquetWriter:
+        writer.close()
+        path, old = self.folder / name, self.folder / f".{name}.narrow"
+        os.replace(path, old)
+        wide = _parquet_writer(path, schema)
+        source = pq.ParquetFile(old)
+        for group in range(source.num_row_groups):
+            table = source.read_row_group(group)
+            for column in schema:
+                if column.name not in table.schema.names:
+                    table = table.append_column(column, pa.nulls(table.num_rows, column.type))
+            wide.write_table(table, row_group_size=max(table.num_rows, 1))
         source.close()
-        os.replace(rewritten, path)
+        old.unlink()
+        return wide
+
+    def close(self) -> None:
+        self.steps.close()
+        self.outcomes.close()
 
 
 # ------------------------------------------------------------------------------- output
@@ -328,37 +343,29 @@ def _write_tables(
     bar: Any,
 ) -> None:
     """Validate ``source`` chunk by chunk; write each chunk's rows as one row group."""
-    provenance = _may_have_provenance(source)
     validator = Validator(source, skip_invalid=skip_invalid)
-    carried = False
-    with (
-        _parquet_writer(folder / DECISION_STEPS_FILE, decision_steps_schema(provenance)) as steps,
-        _parquet_writer(
-            folder / TRAJECTORY_OUTCOMES_FILE, trajectory_outcomes_schema(provenance)
-        ) as outcomes,
-    ):
+    writers = _TableWriters(folder)
+    try:
         for chunk, nbytes in validated_chunks(source, validator, block_bytes=block_bytes):
             if chunk is not None:
+                if not writers.provenance and _carries_provenance(chunk):
+                    writers.widen()
                 tables = tables_of(
                     chunk,
                     k=summary.k,
                     val_fraction=summary.val_fraction,
                     test_fraction=summary.test_fraction,
-                    provenance=provenance,
+                    provenance=writers.provenance,
                 )
                 summary.count(tables)
-                steps.write_table(tables.steps, row_group_size=max(tables.steps.num_rows, 1))
-                outcomes.write_table(
-                    tables.outcomes, row_group_size=max(tables.outcomes.num_rows, 1)
-                )
-                carried = carried or (provenance and _carries_provenance(chunk))
+                writers.write(tables)
             if bar is not None:
                 bar.update(nbytes)
+    finally:
+        writers.close()
     summary.skipped = validator.skipped
     summary.skipped_lines = validator.skipped_lines
     summary.lines_read = validator.lines_read
-    if provenance and not carried:
-        _drop_provenance(folder)
 
 
 def _nothing_left(summary: PrepareSummary, source: Path) -> DataValidationError:
