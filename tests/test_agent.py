@@ -510,6 +510,46 @@ def test_stall_concession_never_crosses_the_reservation() -> None:
     assert stall_concession(_stalled_seller(600.0, (400.0, 500.0, 500.0)), 600.0) is None
 
 
+@pytest.mark.parametrize(
+    ("counter", "opponent", "expected"),
+    [
+        # The buyer just conceded 480 → 510 and Janus would repeat 1000: give back half of
+        # the buyer's step, 1000 − 0.5 · 30.
+        (1000.0, (450.0, 480.0, 510.0), 985.0),
+        (1010.0, (450.0, 480.0, 510.0), 985.0),  # a retreat is answered the same way
+        (990.0, (450.0, 480.0, 510.0), None),  # the model conceded by itself
+        (1000.0, (450.0, 510.0, 510.0), None),  # the buyer stood still: nothing to answer
+        (1000.0, (450.0, 510.0, 480.0), None),  # it stepped back: no gift for that
+        (1000.0, (450.0,), None),  # nothing to compare yet
+    ],
+)
+def test_reciprocal_concession_on_hand_built_observations(
+    counter: float, opponent: tuple[float, ...], expected: float | None
+) -> None:
+    from janus.agent import reciprocal_concession
+
+    got = reciprocal_concession(_stalled_seller(1000.0, opponent), counter)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_reciprocal_concession_never_crosses_the_reservation() -> None:
+    from janus.agent import reciprocal_concession
+
+    # 610 − 0.5 · 100 = 560 would undercut the reservation 600: 600 instead.
+    assert reciprocal_concession(_stalled_seller(610.0, (300.0, 400.0, 500.0)), 610.0) == 600.0
+    assert reciprocal_concession(_stalled_seller(600.0, (300.0, 400.0, 500.0)), 600.0) is None
+
+
+def test_reciprocate_rule_moves_the_counter_and_is_counted(agent: JanusAgent, monkeypatch) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(1000.0)]))
+    monkeypatch.setattr(agent, "rules", ("reciprocate",))
+    seat = agent.seat(0.8)
+    previous = _price(0.6154)
+    [action] = agent.act_batch([seat], [_stalled_seller(previous, (450.0, 480.0, 510.0))])
+    assert action.price == pytest.approx(previous - 0.5 * 30.0)
+    assert seat.stats.rule_reciprocate == 1 and seat.stats.rule_accepts == 0
+
+
 def test_concede_on_stall_rule_moves_the_counter_and_is_counted(
     agent: JanusAgent, monkeypatch
 ) -> None:

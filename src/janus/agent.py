@@ -58,6 +58,7 @@ from janus.rules import (  # noqa: F401 - re-exported: the agent's options live 
     DEFAULT_RULES,
     acceptance_rule,
     check_rules,
+    reciprocal_concession,
     stall_concession,
 )
 from janus.runtime import check_threads, torch_threads
@@ -126,6 +127,7 @@ class SeatStats:
     rule_accept_last_turn: int = 0
     rule_accept_final_turn: int = 0
     rule_concede_on_stall: int = 0
+    rule_reciprocate: int = 0
     #: 1 when the seat's request lay outside the calibration map's reachable range.
     outside_reachable: int = 0
 
@@ -478,6 +480,11 @@ class JanusAgent:
                 if conceded is not None:
                     price = conceded
                     seat.stats.rule_concede_on_stall += 1
+            if "reciprocate" in self.rules:
+                conceded = reciprocal_concession(observation, price)
+                if conceded is not None:
+                    price = conceded
+                    seat.stats.rule_reciprocate += 1
             if self.price_step is not None:
                 price = snap_price(price, observation, self.price_step, safe=self.safety)
             rule = acceptance_rule(observation, price, self.rules)

@@ -17,7 +17,8 @@ reservation:
 - ``accept_final_turn`` (off by default): the narrower AC-last, only when no counter could be
   answered at all; at the turn before, Janus then counters and risks the opponent's refusal.
 
-One rule moves a counter instead: ``concede_on_stall`` (:func:`stall_concession`).
+Two rules move a counter instead: ``concede_on_stall`` (:func:`stall_concession`) and
+``reciprocate`` (:func:`reciprocal_concession`, off by default).
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ ACCEPTANCE_RULES: dict[str, str] = {
     "any standing offer inside the reservation",
     "concede_on_stall": "when both sides repeat themselves, move Janus's counter a step toward "
     "the opponent's best offer",
+    "reciprocate": "when the opponent has just conceded and Janus would not, concede a share "
+    "of the opponent's step (off by default)",
 }
 #: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
 STALL_STEP = 0.1
+#: The share of the opponent's latest concession that ``reciprocate`` gives back.
+RECIPROCATE_SHARE = 0.5
 #: On by default: each measured better than without it on in-pool opponents, paired episodes
 #: (benchmarks/RESULTS.md); ``accept_final_turn`` measured worse and stays off.
 DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
@@ -105,4 +110,30 @@ def stall_concession(observation: Observation, counter: float) -> float | None:
         price = observation.reservation
     if observation.better_or_equal(price, previous):
         return None  # nothing left to give (already at the reservation)
+    return price
+
+
+def reciprocal_concession(observation: Observation, counter: float) -> float | None:
+    """The counter ``reciprocate`` makes instead of ``counter``, or ``None`` to keep it.
+
+    A cloned policy at a firm setting repeats its offer while the other side concedes turn
+    after turn: a person meets a wall, and an opponent that mirrors concessions stops moving.
+    When the opponent's latest offer is better for Janus than its one before, and ``counter``
+    concedes nothing against Janus's previous offer, the rule concedes
+    :data:`RECIPROCATE_SHARE` of the opponent's step instead, never past the reservation.
+    """
+    own, opp = observation.own_offers, observation.opponent_offers
+    if not own or len(opp) < 2:
+        return None
+    previous = own[-1]
+    if not observation.better_or_equal(counter, previous):
+        return None  # the model conceded by itself
+    step = opp[-1] - opp[-2]
+    if step == 0 or not observation.better_or_equal(opp[-1], opp[-2]):
+        return None  # the opponent did not concede
+    price = previous - RECIPROCATE_SHARE * step  # toward the opponent: against its step
+    if not observation.is_acceptable(price):
+        price = observation.reservation
+    if observation.better_or_equal(price, previous):
+        return None  # nothing left to give
     return price

@@ -78,8 +78,8 @@ RULES_HELP = (
     "Agent rules, comma-separated, or none (default: accept_better,accept_last_turn,"
     "concede_on_stall). accept_better: take an offer as good as Janus's counter; "
     "accept_last_turn: take a deal at Janus's last turn; accept_final_turn: only at the "
-    "final turn; concede_on_stall: concede a tenth of the gap to a stalled reciprocating "
-    "opponent."
+    "final turn; concede_on_stall: concede to a stalled opponent; reciprocate: answer a "
+    "concession."
 )
 
 #: The options of every command that plays Janus (evaluate, play), declared once.

@@ -157,6 +157,7 @@ class EpisodeRecord:
     rule_accept_last_turn: int = 0
     rule_accept_final_turn: int = 0
     rule_concede_on_stall: int = 0
+    rule_reciprocate: int = 0
     repeated_offers: int = 0
     worse_counters: int = 0
     retreats: int = 0
@@ -271,6 +272,7 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
         rule_accept_last_turn=int(getattr(stats, "rule_accept_last_turn", 0) or 0),
         rule_accept_final_turn=int(getattr(stats, "rule_accept_final_turn", 0) or 0),
         rule_concede_on_stall=int(getattr(stats, "rule_concede_on_stall", 0) or 0),
+        rule_reciprocate=int(getattr(stats, "rule_reciprocate", 0) or 0),
         repeated_offers=habits.repeated,
         worse_counters=habits.worse,
         retreats=habits.retreats,

@@ -80,6 +80,7 @@ CSV_COLUMNS = (
     "rule_accept_last_turn",
     "rule_accept_final_turn",
     "rule_concede_on_stall",
+    "rule_reciprocate",
     "repeated_offers",
     "worse_counters",
     "retreats",
@@ -134,6 +135,7 @@ def _csv_row(r: EpisodeRecord) -> list[Any]:
         r.rule_accept_last_turn,
         r.rule_accept_final_turn,
         r.rule_concede_on_stall,
+        r.rule_reciprocate,
         r.repeated_offers,
         r.worse_counters,
         r.retreats,
@@ -289,7 +291,8 @@ SECTIONS: tuple[tuple[str, Table | None, str, str | None], ...] = (
     (
         "Acceptance rules and bargaining habits",
         habits_table,
-        "Acceptance-rule interventions (the model's counter turned into an ACCEPT), offers "
+        "Rule interventions (acceptance rules turn the model's counter into an ACCEPT; "
+        "concede_on_stall and reciprocate move it toward the opponent), offers "
         "equal to the seat's previous offer, counters worse for the seat than the standing "
         "offer, and impasses with an offer inside the reservation once on the table.",
         None,

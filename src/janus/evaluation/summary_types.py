@@ -2,7 +2,7 @@
 
 The report, the plots, ``janus compare`` and the benchmarks read these records by attribute;
 :mod:`janus.evaluation.summary` builds them from the episode records. The JSON layout (format
-version 3) is the records' fields in order, by the rules of :mod:`janus.evaluation.codec`;
+version 4) is the records' fields in order, by the rules of :mod:`janus.evaluation.codec`;
 the field-by-field meaning of every number is in docs/ARCHITECTURE.md ("Evaluation metrics").
 
 Extending: a per-episode counter is one line in :class:`Habits` (``name: int = counter()``)
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 FORMAT = "janus-evaluation"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: The opponent sets a calibration or a metrics block is computed over.
 SUBSETS = ("held_out", "in_pool", "all")
 R = TypeVar("R", bound=Record)
@@ -185,6 +185,7 @@ class Habits(Record):
     rule_accept_last_turn: int = counter()
     rule_accept_final_turn: int = counter()
     rule_concede_on_stall: int = counter()
+    rule_reciprocate: int = counter()
     repeated_offers: int = counter()
     repeated_offer_rate: float | None
     worse_counters: int = counter()

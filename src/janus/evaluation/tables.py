@@ -265,6 +265,7 @@ def habits_table(summary: EvaluationSummary) -> str | None:
                 str(h.rule_accept_last_turn),
                 str(h.rule_accept_final_turn),
                 str(h.rule_concede_on_stall),
+                str(h.rule_reciprocate),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.retreats),
@@ -279,12 +280,13 @@ def habits_table(summary: EvaluationSummary) -> str | None:
         "accept_last_turn",
         "accept_final_turn",
         "concede_on_stall",
+        "reciprocate",
         "repeated offers (rate)",
         "worse counters",
         "retreats",
         "walked away",
     ]
-    return markdown_table(headers, rows, "l" + "r" * 8)
+    return markdown_table(headers, rows, "l" + "r" * 9)
 
 
 def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
@@ -299,7 +301,7 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
                 _held(summary, opponent),
                 fmt(m.agreement_rate, 2),
                 str(h.rule_accept_better + h.rule_accept_last_turn + h.rule_accept_final_turn),
-                str(h.rule_concede_on_stall),
+                str(h.rule_concede_on_stall + h.rule_reciprocate),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.retreats),
@@ -311,7 +313,7 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
         "opponent (* held out)",
         "agreement",
         "rule accepts",
-        "stall concessions",
+        "rule concessions",
         "repeated offers (rate)",
         "worse counters",
         "retreats",
