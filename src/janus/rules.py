@@ -43,7 +43,7 @@ STALL_STEP = 0.1
 #: The share of the opponent's latest concession that ``reciprocate`` gives back.
 RECIPROCATE_SHARE = 0.5
 #: On by default: each measured better than without it on in-pool opponents, paired episodes
-#: (benchmarks/RESULTS.md); ``accept_final_turn`` measured worse and stays off.
+#: (benchmarks/RESULTS.md); ``accept_final_turn`` and ``reciprocate`` measured worse and stay off.
 DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
 
 
