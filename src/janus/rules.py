@@ -90,12 +90,10 @@ def stall_concession(observation: Observation, counter: float) -> float | None:
     (a hardliner) is waiting for gifts, not for reciprocity. Time-based opponents, which
     concede on their own, never trigger it.
     """
-    own, opp = observation.own_offers, observation.opponent_offers
-    if not own or len(opp) < 2:
+    previous = _held_position(observation, counter)
+    if previous is None:
         return None
-    previous = own[-1]
-    if not observation.better_or_equal(counter, previous):
-        return None  # the model conceded by itself
+    opp = observation.opponent_offers
     best_before = opp[0]
     for price in opp[1:-1]:
         if observation.better_or_equal(price, best_before):
@@ -104,13 +102,7 @@ def stall_concession(observation: Observation, counter: float) -> float | None:
         return None  # the opponent moved: no stall
     if observation.better_or_equal(opp[0], best_before):
         return None  # it never conceded: a hardliner is not answered with gifts
-    best = best_before
-    price = previous + STALL_STEP * (best - previous)
-    if not observation.is_acceptable(price):
-        price = observation.reservation
-    if observation.better_or_equal(price, previous):
-        return None  # nothing left to give (already at the reservation)
-    return price
+    return _conceded(observation, previous, previous + STALL_STEP * (best_before - previous))
 
 
 def reciprocal_concession(observation: Observation, counter: float) -> float | None:
@@ -122,18 +114,30 @@ def reciprocal_concession(observation: Observation, counter: float) -> float | N
     concedes nothing against Janus's previous offer, the rule concedes
     :data:`RECIPROCATE_SHARE` of the opponent's step instead, never past the reservation.
     """
-    own, opp = observation.own_offers, observation.opponent_offers
-    if not own or len(opp) < 2:
+    previous = _held_position(observation, counter)
+    if previous is None:
         return None
-    previous = own[-1]
-    if not observation.better_or_equal(counter, previous):
-        return None  # the model conceded by itself
+    opp = observation.opponent_offers
     step = opp[-1] - opp[-2]
     if step == 0 or not observation.better_or_equal(opp[-1], opp[-2]):
         return None  # the opponent did not concede
-    price = previous - RECIPROCATE_SHARE * step  # toward the opponent: against its step
+    # toward the opponent, i.e. against the direction of its step
+    return _conceded(observation, previous, previous - RECIPROCATE_SHARE * step)
+
+
+def _held_position(observation: Observation, counter: float) -> float | None:
+    """Janus's previous offer, when ``counter`` concedes nothing against it and the opponent
+    has made two offers to compare; else ``None`` (the model conceded by itself, or too early)."""
+    own = observation.own_offers
+    if not own or len(observation.opponent_offers) < 2:
+        return None
+    previous = own[-1]
+    return previous if observation.better_or_equal(counter, previous) else None
+
+
+def _conceded(observation: Observation, previous: float, price: float) -> float | None:
+    """``price`` kept inside the reservation, or ``None`` when that concedes nothing (Janus
+    is already at its reservation)."""
     if not observation.is_acceptable(price):
         price = observation.reservation
-    if observation.better_or_equal(price, previous):
-        return None  # nothing left to give
-    return price
+    return None if observation.better_or_equal(price, previous) else price
