@@ -35,14 +35,13 @@ def read_rows(report: Path) -> list[dict[str, str]]:
     return rows
 
 
-def cell_means(rows: list[dict[str, str]], keep) -> dict[tuple[str, str, str], float]:
-    """Mean achieved ρ of agreed episodes per (player, opponent, role)."""
+def cell_means(rows: list[dict[str, str]], keep, first: str) -> dict[tuple[str, str, str], float]:
+    """Mean achieved ρ of the agreed episodes ``keep`` selects, per (row[first], opponent,
+    role)."""
     values: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for r in rows:
         if keep(r) and r["outcome"] == "agreement":
-            values[(r["configuration"], r["opponent"], r["janus_role"])].append(
-                float(r["achieved_rho"])
-            )
+            values[(r[first], r["opponent"], r["janus_role"])].append(float(r["achieved_rho"]))
     return {key: statistics.fmean(v) for key, v in values.items()}
 
 
@@ -58,14 +57,16 @@ def main() -> None:
     parser.add_argument("--report", type=Path, required=True)
     args = parser.parse_args()
     rows = read_rows(args.report)
-    scripts = cell_means(rows, lambda r: r["configuration"].startswith("script:"))
-    ends: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for r in rows:
-        raw_sweep = r["configuration"] == "sweep-raw" and r["channels"] == "both"
-        if raw_sweep and r["outcome"] == "agreement" and r["requested_rho"] in ("0.00", "1.00"):
-            ends[(r["requested_rho"], r["opponent"], r["janus_role"])].append(
-                float(r["achieved_rho"])
-            )
+    scripts = cell_means(rows, lambda r: r["configuration"].startswith("script:"), "configuration")
+    ends = cell_means(  # Janus's raw dial at ρ* = 0 and 1
+        rows,
+        lambda r: (
+            r["configuration"] == "sweep-raw"
+            and r["channels"] == "both"
+            and r["requested_rho"] in ("0.00", "1.00")
+        ),
+        "requested_rho",
+    )
     held = {r["opponent"]: r["held_out"] == "1" for r in rows}
     print(f"report: {args.report}; scripts in the seat: "
           f"{len({k[0] for k in scripts})}; opponents: {len(held)}")  # fmt: skip
@@ -91,10 +92,10 @@ def main() -> None:
                 worst.append(high if role == "buyer" else low)
                 good_key = ("0.00" if role == "buyer" else "1.00", opp, role)
                 bad_key = ("1.00" if role == "buyer" else "0.00", opp, role)
-                if ends.get(good_key):
-                    good.append(statistics.fmean(ends[good_key]))
-                if ends.get(bad_key):
-                    bad.append(statistics.fmean(ends[bad_key]))
+                if good_key in ends:
+                    good.append(ends[good_key])
+                if bad_key in ends:
+                    bad.append(ends[bad_key])
             b, w = statistics.fmean(best), statistics.fmean(worst)
             reach[group][role] = (min(b, w), max(b, w))
             print(

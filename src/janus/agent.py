@@ -55,6 +55,7 @@ from janus.prompt import (
 )
 from janus.rules import (  # noqa: F401 - re-exported: the agent's options live with it
     ACCEPTANCE_RULES,
+    COUNTER_RULES,
     DEFAULT_RULES,
     acceptance_rule,
     check_rules,
@@ -475,16 +476,11 @@ class JanusAgent:
             if self.safety and not observation.is_acceptable(price):
                 price = observation.reservation
                 seat.stats.safety_clamped_offers += 1
-            if "concede_on_stall" in self.rules:
-                conceded = stall_concession(observation, price)
+            for name, move in COUNTER_RULES.items():
+                conceded = move(observation, price) if name in self.rules else None
                 if conceded is not None:
                     price = conceded
-                    seat.stats.rule_concede_on_stall += 1
-            if "reciprocate" in self.rules:
-                conceded = reciprocal_concession(observation, price)
-                if conceded is not None:
-                    price = conceded
-                    seat.stats.rule_reciprocate += 1
+                    setattr(seat.stats, f"rule_{name}", getattr(seat.stats, f"rule_{name}") + 1)
             if self.price_step is not None:
                 price = snap_price(price, observation, self.price_step, safe=self.safety)
             rule = acceptance_rule(observation, price, self.rules)

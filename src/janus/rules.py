@@ -23,7 +23,7 @@ Two rules move a counter instead: ``concede_on_stall`` (:func:`stall_concession`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from janus.domain import Observation
 
@@ -123,6 +123,14 @@ def reciprocal_concession(observation: Observation, counter: float) -> float | N
         return None  # the opponent did not concede
     # toward the opponent, i.e. against the direction of its step
     return _conceded(observation, previous, previous - RECIPROCATE_SHARE * step)
+
+
+#: The rules that move a counter, in the order the agent applies them (after the safety
+#: clamp, before the acceptance rules); each is counted as ``rule_<name>`` on the seat.
+COUNTER_RULES: dict[str, Callable[[Observation, float], float | None]] = {
+    "concede_on_stall": stall_concession,
+    "reciprocate": reciprocal_concession,
+}
 
 
 def _held_position(observation: Observation, counter: float) -> float | None:
