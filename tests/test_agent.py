@@ -103,7 +103,7 @@ def test_each_seat_rho_reaches_the_adapters_and_the_prompt(agent: JanusAgent) ->
     # Smaller forwards are safety re-decodes of refused ACCEPTs: their ρ are a subset.
     for rho in seen:
         assert all(any(abs(v - e) < 1e-6 for e in expected) for v in rho.flatten().tolist())
-    prompt = agent.tokenizer.decode(agent._encode(seats[1], observations[1]))
+    prompt = agent.tokenizer.decode(agent._encode(observations[1], seats[1].text_rho))
     assert "<RHO> 0.37" in prompt
 
 
@@ -128,7 +128,7 @@ class _Scripted:
         self.offer_only_answer = offer_only_answer
         self.calls: list[list[bool] | None] = []
 
-    def __call__(self, seats, prompts, offer_only=None):
+    def __call__(self, gate_rhos, prompts, offer_only=None):
         self.calls.append(offer_only)
         if offer_only is None:
             return self.first[: len(prompts)]
@@ -248,7 +248,9 @@ def test_an_adapter_plays_the_prompt_version_it_was_trained_with(tmp_path: Path)
     assert old.prompt_version == 1
     opening = {role: Observation(role, 700.0, PriceRange(), 1, 20, None, ()) for role in Role}
     texts = {
-        (agent.prompt_version, role): agent.tokenizer.decode(agent._encode(agent.seat(0.5), obs))
+        (agent.prompt_version, role): agent.tokenizer.decode(
+            agent._encode(obs, agent.seat(0.5).text_rho)
+        )
         for agent in (old, JanusAgent(model, tokenizer))
         for role, obs in opening.items()
     }
@@ -561,3 +563,78 @@ def test_concede_on_stall_rule_moves_the_counter_and_is_counted(
     previous = _price(0.6154)
     assert action.price == pytest.approx(previous + 0.1 * (500.0 - previous))
     assert seat.stats.rule_concede_on_stall == 1 and seat.stats.rule_accepts == 0
+
+
+@pytest.mark.parametrize(
+    ("counter", "opponent", "expected"),
+    [
+        (1050.0, (400.0, 500.0, 550.0), 1000.0),  # asks more than Janus's own 1000: take-back
+        (1000.0, (400.0, 500.0, 550.0), None),  # a repeat withdraws nothing
+        (950.0, (400.0, 500.0, 550.0), None),  # a concession is left alone
+        (1050.0, (400.0,), None),  # Janus has not offered yet: nothing to take back
+    ],
+)
+def test_no_retreat_on_hand_built_observations(
+    counter: float, opponent: tuple[float, ...], expected: float | None
+) -> None:
+    from janus.agent import no_retreat
+
+    assert no_retreat(_stalled_seller(1000.0, opponent), counter) == expected
+
+
+def test_no_retreat_rule_moves_the_counter_and_is_counted(agent: JanusAgent, monkeypatch) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(1050.0)]))
+    monkeypatch.setattr(agent, "rules", ("no_retreat",))
+    seat = agent.seat(0.8)
+    previous = _price(0.6154)
+    [action] = agent.act_batch([seat], [_stalled_seller(previous, (400.0, 500.0, 550.0))])
+    assert action.price == previous
+    assert seat.stats.rule_no_retreat == 1 and seat.stats.rule_accepts == 0
+
+
+class _Recording(_Scripted):
+    """Records the gate ρ and the prompt text of every decoded row."""
+
+    def __init__(self, agent: JanusAgent, first: list[str]) -> None:
+        super().__init__(first)
+        self.tokenizer = agent.tokenizer
+        self.gates: list[float] = []
+        self.texts: list[str] = []
+
+    def __call__(self, gate_rhos, prompts, offer_only=None):
+        self.gates.extend(gate_rhos)
+        self.texts.extend(self.tokenizer.decode(p) for p in prompts)
+        return super().__call__(gate_rhos, prompts, offer_only)
+
+
+@pytest.mark.parametrize("rules", [(), ("firm_opening",)])
+def test_firm_opening_decides_only_the_first_move_at_the_firm_end(
+    agent: JanusAgent, monkeypatch, rules: tuple[str, ...]
+) -> None:
+    # Three seats: a seller's opening answer (it has not offered yet), a buyer's opening
+    # with nothing on the table, and a seller that offered before (left alone).
+    fake = _Recording(agent, [_norm(900.0)] * 3)
+    monkeypatch.setattr(agent, "_decode", fake)
+    monkeypatch.setattr(agent, "rules", rules)
+    seats = [agent.seat(0.3), agent.seat(0.7), agent.seat(0.3)]
+    buyer_opening = Observation(Role.BUYER, 800.0, PriceRange(), 1, 20, None, ())
+    observations = [
+        _stalled_seller(1000.0, (400.0,)),
+        buyer_opening,
+        _stalled_seller(1000.0, (400.0, 500.0)),
+    ]
+    agent.act_batch(seats, observations)
+    firm = bool(rules)
+    assert fake.gates == ([1.0, 0.0, 0.3] if firm else [0.3, 0.7, 0.3])
+    shown = ["<RHO> 1.00", "<RHO> 0.00", "<RHO> 0.30"] if firm else ["<RHO> 0.30", "<RHO> 0.70"]
+    assert all(any(line in text for text in fake.texts) for line in shown)
+    assert [s.stats.rule_firm_opening for s in seats] == ([1, 1, 0] if firm else [0, 0, 0])
+
+
+def test_firm_opening_leaves_an_ablated_channel_fixed(agent: JanusAgent, monkeypatch) -> None:
+    fake = _Recording(agent, [_norm(900.0)])
+    monkeypatch.setattr(agent, "_decode", fake)
+    monkeypatch.setattr(agent, "rules", ("firm_opening",))
+    seat = agent.seat(0.3, channels="text", fixed_rho=0.5)
+    agent.act_batch([seat], [_stalled_seller(1000.0, (400.0,))])
+    assert fake.gates == [0.5] and "<RHO> 1.00" in fake.texts[0]

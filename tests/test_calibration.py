@@ -133,3 +133,29 @@ def test_the_agent_plays_the_inverse_per_role_unless_raw() -> None:
     with pytest.raises(RuntimeError, match="first decision"):
         _ = lazy.text_rho
     assert lazy.resolve("seller") == seller.dial_rho
+
+
+def test_an_agent_with_other_rules_than_its_map_is_warned() -> None:
+    import warnings
+
+    from janus.agent import DEFAULT_RULES, JanusAgent
+    from janus.examples import add_special_tokens
+    from janus.tiny import build_model, build_tokenizer
+
+    tokenizer = build_tokenizer()
+    add_special_tokens(tokenizer)
+    model = build_model("tiny", tokenizer, seed=0)
+    model.resize_token_embeddings(len(tokenizer))
+
+    def calibration(**details):
+        return fit_calibration_map(
+            _rows(lambda g: g, "seller"), GRID, opponents=["linear"], seed=0, details=details
+        )
+
+    with pytest.warns(UserWarning, match=r"fitted with rules accept_better; this agent plays"):
+        JanusAgent(model, tokenizer, calibration=calibration(rules=["accept_better"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same rules, or a map that predates the record
+        JanusAgent(model, tokenizer, calibration=calibration(rules=list(DEFAULT_RULES)))
+        JanusAgent(model, tokenizer, calibration=calibration())
+        JanusAgent(model, tokenizer, calibration=calibration(rules=[]), rules="none")

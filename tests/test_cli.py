@@ -167,3 +167,19 @@ def test_user_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
         app, ["export", "--run", str(tmp_path), "--rho", "0.5", "--out", "x", "--format", "onnx"]
     )
     assert result.exit_code == 2 and "--format must be" in result.output
+
+
+def test_evaluate_threads_override_the_preset(monkeypatch, tmp_path: Path) -> None:
+    import janus.evaluation
+
+    seen = []
+
+    def fake_evaluate(config):
+        seen.append(config)
+        raise ValueError("stop here")  # reported as a one-line user error
+
+    monkeypatch.setattr(janus.evaluation, "evaluate", fake_evaluate)
+    args = ["evaluate", "--run", str(tmp_path), "--preset", "cpu-real"]
+    assert runner.invoke(app, args).exit_code == 2
+    assert runner.invoke(app, [*args, "--threads", "1"]).exit_code == 2
+    assert [config.threads for config in seen] == [2, 1]

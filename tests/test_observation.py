@@ -135,7 +135,7 @@ class _Answers:
         self.answer = answer
         self.calls = 0
 
-    def __call__(self, seats, prompts, offer_only=None):
+    def __call__(self, gate_rhos, prompts, offer_only=None):
         self.calls += 1
         return [self.answer] * len(prompts)
 

@@ -26,6 +26,7 @@ from janus.refine import (
     rollout_opponents,
     rollout_specs,
 )
+from janus.rules import DEFAULT_RULES
 from janus.strategies import held_out_pool, training_pool
 
 SWEEP_OPPONENTS = ("linear", "boulware")
@@ -182,6 +183,7 @@ def test_a_refinement_round_is_deterministic_and_leaves_a_calibrated_adapter(
     assert set(selection["candidates"]) == {"0", "1"}
     calibration = CalibrationMap.load(first.adapter)
     assert calibration is not None and calibration.opponents == SWEEP_OPPONENTS
+    assert calibration.details["rules"] == list(DEFAULT_RULES)  # what the sweep played
     # The round trained on Janus's own rows mixed with the scripted ones.
     counts = json.loads((first.out / "round-1" / "run" / "data.json").read_text())
     assert counts["extra_rows"] > 0 and counts["scripted_rows"] > 0

@@ -17,8 +17,10 @@ offer. Every intervention is counted on the seat. Invalid moves that are not saf
 (ACCEPT with nothing on the table) are left to the episode loop, which records them.
 
 Agent rules (:mod:`janus.rules`: named options, counted on the seat like the safety rules)
-close deals a cloned policy walks away from: after the safety clamp, ``concede_on_stall`` may
-move the counter, then an acceptance rule may turn it into an ACCEPT of the standing offer.
+close deals a cloned policy walks away from: ``firm_opening`` may change the dial of Janus's
+first decision, after the safety clamp the counter rules (``no_retreat``, ``concede_on_stall``,
+``reciprocate``) may move the counter, then an acceptance rule may turn it into an ACCEPT of the
+standing offer.
 
 A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
 into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
@@ -31,6 +33,7 @@ puts offers on the caller's price grid; ``threads`` is the agent's own, not proc
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -59,6 +62,8 @@ from janus.rules import (  # noqa: F401 - re-exported: the agent's options live 
     DEFAULT_RULES,
     acceptance_rule,
     check_rules,
+    no_retreat,
+    opening_rho,
     reciprocal_concession,
     stall_concession,
 )
@@ -129,6 +134,8 @@ class SeatStats:
     rule_accept_final_turn: int = 0
     rule_concede_on_stall: int = 0
     rule_reciprocate: int = 0
+    rule_no_retreat: int = 0
+    rule_firm_opening: int = 0
     #: 1 when the seat's request lay outside the calibration map's reachable range.
     outside_reachable: int = 0
 
@@ -209,6 +216,20 @@ class JanusSeat:
         return self.batch_policy.act_batch([self], [observation])[0]
 
 
+def _warn_if_map_rules_differ(calibration: CalibrationMap | None, rules: tuple[str, ...]) -> None:
+    """A map measures where the dial lands under the rules it was swept with; other rules
+    move the outcome (benchmarks/RESULTS.md), so the map's inverse no longer lands on target.
+    Maps written before the rules were recorded say nothing and are trusted."""
+    fitted = None if calibration is None else calibration.details.get("rules")
+    if fitted is not None and tuple(fitted) != tuple(rules):
+        warnings.warn(
+            f"the calibration map was fitted with rules {','.join(fitted) or 'none'}; this agent "
+            f"plays {','.join(rules) or 'none'}: calibrated requests may land off target "
+            "(--raw plays the raw dial)",
+            stacklevel=3,
+        )
+
+
 class JanusAgent:
     """A model, its tokenizer and the action constraint; answers decisions in batches.
 
@@ -246,6 +267,7 @@ class JanusAgent:
         self.model = model.eval()
         self.rules = check_rules(rules)
         self.calibration = calibration
+        _warn_if_map_rules_differ(calibration, self.rules)
         self.tokenizer = tokenizer
         self.k = k
         self.safety = safety
@@ -409,10 +431,22 @@ class JanusAgent:
                 actions.extend(self._act_chunk(seats[start:stop], observations[start:stop]))
         return actions
 
-    def _encode(self, seat: JanusSeat, observation: Observation) -> list[int]:
+    def _decision_rhos(self, seat: JanusSeat, observation: Observation) -> tuple[float, float]:
+        """(text ρ, gate ρ) of one decision: the seat's, or the firm end of the dial for
+        an opening under ``firm_opening`` (counted on the seat; ablated channels stay fixed)."""
         seat.resolve(observation.role.value)
+        firm = opening_rho(observation, self.rules)
+        if firm is None:
+            return seat.text_rho, seat.gate_rho
+        seat.stats.rule_firm_opening += 1
+        return (
+            firm if seat.channels in ("both", "text") else seat.fixed_rho,
+            firm if seat.channels in ("both", "weights") else seat.fixed_rho,
+        )
+
+    def _encode(self, observation: Observation, text_rho: float) -> list[int]:
         prompt = build_prompt(
-            prompt_state(observation), seat.text_rho, self.k, version=self.prompt_version
+            prompt_state(observation), text_rho, self.k, version=self.prompt_version
         )
         ids = self._prompt_cache.get(prompt)
         if ids is None:
@@ -422,10 +456,10 @@ class JanusAgent:
             self._prompt_cache[prompt] = ids
         return ids
 
-    def _decode(self, seats: Sequence[JanusSeat], prompts: list[list[int]], offer_only=None):
+    def _decode(self, gate_rhos: Sequence[float], prompts: list[list[int]], offer_only=None):
         scope = None
         if self.has_adapter:
-            rhos = torch.tensor([seat.gate_rho for seat in seats], dtype=torch.float32)
+            rhos = torch.tensor(list(gate_rhos), dtype=torch.float32)
             scope = rho_context(self.model, rhos)
         autocast_dtype = self.autocast_dtype
         autocast = (
@@ -448,8 +482,10 @@ class JanusAgent:
     def _act_chunk(
         self, seats: Sequence[JanusSeat], observations: Sequence[Observation]
     ) -> list[Action]:
-        prompts = [self._encode(s, o) for s, o in zip(seats, observations, strict=True)]
-        texts = self._decode(seats, prompts)
+        rhos = [self._decision_rhos(s, o) for s, o in zip(seats, observations, strict=True)]
+        prompts = [self._encode(o, text) for o, (text, _) in zip(observations, rhos, strict=True)]
+        gates = [gate for _, gate in rhos]
+        texts = self._decode(gates, prompts)
         parsed = [parse_action(text) for text in texts]
         refused = [
             self.safety
@@ -461,7 +497,7 @@ class JanusAgent:
         if any(refused):
             rows = [i for i, r in enumerate(refused) if r]
             again = self._decode(
-                [seats[i] for i in rows], [prompts[i] for i in rows], offer_only=[True] * len(rows)
+                [gates[i] for i in rows], [prompts[i] for i in rows], offer_only=[True] * len(rows)
             )
             for row, text in zip(rows, again, strict=True):
                 parsed[row] = parse_action(text)

@@ -62,6 +62,8 @@ class SweepResult:
     grid: tuple[float, ...]
     mae: float
     agreement_rate: float
+    #: The agent rules the sweep was played with: the map holds for an agent with these.
+    rules: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"mae": self.mae, "agreement_rate": self.agreement_rate, "episodes": len(self.rows)}
@@ -103,6 +105,7 @@ def in_pool_sweep(
         grid=tuple(float(g) for g in grid),
         mae=float(stats["mae"]),
         agreement_rate=float(stats["agreement_rate"]),
+        rules=tuple(getattr(agent, "rules", ())),
     )
 
 
@@ -150,7 +153,12 @@ def fit_map(sweep: SweepResult, seed: int, **details: Any) -> CalibrationMap:
         sweep.grid,
         opponents=sweep.opponents,
         seed=seed,
-        details={"episodes": len(sweep.rows), "raw_mae": sweep.mae, **details},
+        details={
+            "episodes": len(sweep.rows),
+            "raw_mae": sweep.mae,
+            "rules": list(sweep.rules),
+            **details,
+        },
     )
 
 

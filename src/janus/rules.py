@@ -17,15 +17,21 @@ reservation:
 - ``accept_final_turn`` (off by default): the narrower AC-last, only when no counter could be
   answered at all; at the turn before, Janus then counters and risks the opponent's refusal.
 
-Two rules move a counter instead: ``concede_on_stall`` (:func:`stall_concession`) and
-``reciprocate`` (:func:`reciprocal_concession`, off by default).
+Rules that move a counter instead: ``no_retreat`` (:func:`no_retreat`, off by default),
+``concede_on_stall`` (:func:`stall_concession`) and ``reciprocate``
+(:func:`reciprocal_concession`, off by default). One rule changes what the model is asked:
+``firm_opening`` (off by default) decodes Janus's first decision of an episode at the firm end
+of the dial (ρ 0 as buyer, 1 as seller; :func:`opening_rho`). A cloned dial reaches the middle
+of its range as a mixture: some episodes open at the reservation and are taken at once, others
+hold firm; these two rules ask for the shape every time-based negotiator has instead, an
+ambitious opening and concessions that are never taken back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from janus.domain import Observation
+from janus.domain import Observation, Role
 
 #: The acceptance rules an agent can apply, and what each one does (for ``--help``).
 ACCEPTANCE_RULES: dict[str, str] = {
@@ -37,13 +43,18 @@ ACCEPTANCE_RULES: dict[str, str] = {
     "the opponent's best offer",
     "reciprocate": "when the opponent has just conceded and Janus would not, concede a share "
     "of the opponent's step (off by default)",
+    "no_retreat": "never take a concession back: a counter better for Janus than its previous "
+    "offer becomes that offer again (off by default)",
+    "firm_opening": "decide Janus's first move at the firm end of the dial (rho 0 as buyer, 1 "
+    "as seller), then play the requested rho (off by default)",
 }
 #: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
 STALL_STEP = 0.1
 #: The share of the opponent's latest concession that ``reciprocate`` gives back.
 RECIPROCATE_SHARE = 0.5
 #: On by default: each measured better than without it on in-pool opponents, paired episodes
-#: (benchmarks/RESULTS.md); ``accept_final_turn`` and ``reciprocate`` measured worse and stay off.
+#: (benchmarks/RESULTS.md); ``accept_final_turn``, ``reciprocate``, ``no_retreat`` and
+#: ``firm_opening`` measured worse and stay off.
 DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
 
 
@@ -125,9 +136,31 @@ def reciprocal_concession(observation: Observation, counter: float) -> float | N
     return _conceded(observation, previous, previous - RECIPROCATE_SHARE * step)
 
 
+def no_retreat(observation: Observation, counter: float) -> float | None:
+    """Janus's previous offer when ``counter`` takes back part of it, else ``None``.
+
+    A counter better for Janus than its own previous offer withdraws a concession: opponents
+    that mirror concessions read it as hardening, and a person reads it as bad faith. The
+    rule repeats the previous offer instead (which ``concede_on_stall`` may then move).
+    """
+    own = observation.own_offers
+    if not own or counter == own[-1] or not observation.better_or_equal(counter, own[-1]):
+        return None
+    return own[-1]
+
+
+def opening_rho(observation: Observation, rules: Sequence[str]) -> float | None:
+    """The dial value ``firm_opening`` decides Janus's first move at, or ``None`` (no rule,
+    or Janus has moved before): the firm end for Janus's side, 0 as buyer and 1 as seller."""
+    if "firm_opening" not in rules or observation.own_offers:
+        return None
+    return 0.0 if observation.role is Role.BUYER else 1.0
+
+
 #: The rules that move a counter, in the order the agent applies them (after the safety
 #: clamp, before the acceptance rules); each is counted as ``rule_<name>`` on the seat.
 COUNTER_RULES: dict[str, Callable[[Observation, float], float | None]] = {
+    "no_retreat": no_retreat,
     "concede_on_stall": stall_concession,
     "reciprocate": reciprocal_concession,
 }

@@ -79,7 +79,8 @@ RULES_HELP = (
     "concede_on_stall). accept_better: take an offer as good as Janus's counter; "
     "accept_last_turn: take a deal at Janus's last turn; accept_final_turn: only at the "
     "final turn; concede_on_stall: concede to a stalled opponent; reciprocate: answer a "
-    "concession."
+    "concession; no_retreat: never take a concession back; firm_opening: open at the firm "
+    "end of the dial."
 )
 
 #: The options of every command that plays Janus (evaluate, play), declared once.

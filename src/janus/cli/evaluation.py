@@ -63,6 +63,13 @@ def evaluate_command(
             "overlap: is Janus right about its side?)."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            help="Torch threads while playing (default: the preset's; 1, or 2 for cpu-real). "
+            "More help a 135M base on idle cores; on a busy machine keep 1."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing report.")] = False,
 ) -> None:
     """Show that the dial works: calibration sweep, configurations, ablations, baselines.
@@ -91,6 +98,7 @@ def evaluate_command(
             "rules": rules,
             "raw": raw or None,
             "domain": domain,
+            "threads": threads,
             "overwrite": overwrite or None,
         },
     )

@@ -158,6 +158,8 @@ class EpisodeRecord:
     rule_accept_final_turn: int = 0
     rule_concede_on_stall: int = 0
     rule_reciprocate: int = 0
+    rule_no_retreat: int = 0
+    rule_firm_opening: int = 0
     repeated_offers: int = 0
     worse_counters: int = 0
     retreats: int = 0
@@ -273,6 +275,8 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
         rule_accept_final_turn=int(getattr(stats, "rule_accept_final_turn", 0) or 0),
         rule_concede_on_stall=int(getattr(stats, "rule_concede_on_stall", 0) or 0),
         rule_reciprocate=int(getattr(stats, "rule_reciprocate", 0) or 0),
+        rule_no_retreat=int(getattr(stats, "rule_no_retreat", 0) or 0),
+        rule_firm_opening=int(getattr(stats, "rule_firm_opening", 0) or 0),
         repeated_offers=habits.repeated,
         worse_counters=habits.worse,
         retreats=habits.retreats,

@@ -81,6 +81,8 @@ CSV_COLUMNS = (
     "rule_accept_final_turn",
     "rule_concede_on_stall",
     "rule_reciprocate",
+    "rule_no_retreat",
+    "rule_firm_opening",
     "repeated_offers",
     "worse_counters",
     "retreats",
@@ -136,6 +138,8 @@ def _csv_row(r: EpisodeRecord) -> list[Any]:
         r.rule_accept_final_turn,
         r.rule_concede_on_stall,
         r.rule_reciprocate,
+        r.rule_no_retreat,
+        r.rule_firm_opening,
         r.repeated_offers,
         r.worse_counters,
         r.retreats,
@@ -292,7 +296,8 @@ SECTIONS: tuple[tuple[str, Table | None, str, str | None], ...] = (
         "Acceptance rules and bargaining habits",
         habits_table,
         "Rule interventions (acceptance rules turn the model's counter into an ACCEPT; "
-        "concede_on_stall and reciprocate move it toward the opponent), offers "
+        "no_retreat, concede_on_stall and reciprocate move it; firm_opening counts openings "
+        "decided at the firm end of the dial), offers "
         "equal to the seat's previous offer, counters worse for the seat than the standing "
         "offer, and impasses with an offer inside the reservation once on the table.",
         None,

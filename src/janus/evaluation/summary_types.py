@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 FORMAT = "janus-evaluation"
-FORMAT_VERSION = 4
+FORMAT_VERSION = 5
 #: The opponent sets a calibration or a metrics block is computed over.
 SUBSETS = ("held_out", "in_pool", "all")
 R = TypeVar("R", bound=Record)
@@ -186,6 +186,8 @@ class Habits(Record):
     rule_accept_final_turn: int = counter()
     rule_concede_on_stall: int = counter()
     rule_reciprocate: int = counter()
+    rule_no_retreat: int = counter()
+    rule_firm_opening: int = counter()
     repeated_offers: int = counter()
     repeated_offer_rate: float | None
     worse_counters: int = counter()

@@ -266,6 +266,8 @@ def habits_table(summary: EvaluationSummary) -> str | None:
                 str(h.rule_accept_final_turn),
                 str(h.rule_concede_on_stall),
                 str(h.rule_reciprocate),
+                str(h.rule_no_retreat),
+                str(h.rule_firm_opening),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.retreats),
@@ -281,12 +283,14 @@ def habits_table(summary: EvaluationSummary) -> str | None:
         "accept_final_turn",
         "concede_on_stall",
         "reciprocate",
+        "no_retreat",
+        "firm_opening",
         "repeated offers (rate)",
         "worse counters",
         "retreats",
         "walked away",
     ]
-    return markdown_table(headers, rows, "l" + "r" * 9)
+    return markdown_table(headers, rows, "l" + "r" * (len(headers) - 1))
 
 
 def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
@@ -301,7 +305,7 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
                 _held(summary, opponent),
                 fmt(m.agreement_rate, 2),
                 str(h.rule_accept_better + h.rule_accept_last_turn + h.rule_accept_final_turn),
-                str(h.rule_concede_on_stall + h.rule_reciprocate),
+                str(h.rule_no_retreat + h.rule_concede_on_stall + h.rule_reciprocate),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.retreats),
