@@ -77,10 +77,8 @@ def friendly_errors(func: F) -> F:
 RULES_HELP = (
     "Agent rules, comma-separated, or none (default: accept_better,accept_last_turn,"
     "concede_on_stall). accept_better: take an offer as good as Janus's counter; "
-    "accept_last_turn: take a deal at Janus's last turn; accept_final_turn: only at the "
-    "final turn; concede_on_stall: concede to a stalled opponent; reciprocate: answer a "
-    "concession; no_retreat: never take a concession back; firm_opening: open at the firm "
-    "end of the dial."
+    "accept_last_turn, accept_final_turn: take a deal at Janus's last, the final turn; "
+    "concede_on_stall, reciprocate: answer a stall, a concession; no_retreat; firm_opening."
 )
 
 #: The options of every command that plays Janus (evaluate, play), declared once.
