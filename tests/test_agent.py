@@ -638,3 +638,19 @@ def test_firm_opening_leaves_an_ablated_channel_fixed(agent: JanusAgent, monkeyp
     seat = agent.seat(0.3, channels="text", fixed_rho=0.5)
     agent.act_batch([seat], [_stalled_seller(1000.0, (400.0,))])
     assert fake.gates == [0.5] and "<RHO> 1.00" in fake.texts[0]
+
+
+def test_every_rule_has_its_counter_on_seats_records_reports_and_summaries() -> None:
+    from dataclasses import fields
+
+    from janus.agent import SeatStats
+    from janus.evaluation.harness import EpisodeRecord
+    from janus.evaluation.report import CSV_COLUMNS
+    from janus.evaluation.summary_types import Habits
+    from janus.rules import ACCEPTANCE_RULES, RULE_COUNTERS
+
+    assert tuple(f"rule_{name}" for name in ACCEPTANCE_RULES) == RULE_COUNTERS
+    for declared in (SeatStats, EpisodeRecord, Habits):
+        names = [f.name for f in fields(declared) if f.name.startswith("rule_")]
+        assert tuple(names) == RULE_COUNTERS, declared.__name__
+    assert tuple(c for c in CSV_COLUMNS if c.startswith("rule_")) == RULE_COUNTERS

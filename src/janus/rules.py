@@ -48,6 +48,9 @@ ACCEPTANCE_RULES: dict[str, str] = {
     "firm_opening": "decide Janus's first move at the firm end of the dial (rho 0 as buyer, 1 "
     "as seller), then play the requested rho (off by default)",
 }
+#: Every rule, in the order its counter (``rule_<name>``) appears on seats, records and reports.
+RULE_NAMES: tuple[str, ...] = tuple(ACCEPTANCE_RULES)
+RULE_COUNTERS: tuple[str, ...] = tuple(f"rule_{name}" for name in RULE_NAMES)
 #: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
 STALL_STEP = 0.1
 #: The share of the opponent's latest concession that ``reciprocate`` gives back.

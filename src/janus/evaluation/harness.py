@@ -37,6 +37,7 @@ from janus.evaluation.plan import (
     plan_episodes,
 )
 from janus.integrations.negmas import is_negmas_name
+from janus.rules import RULE_COUNTERS
 
 __all__ = [
     "BASE",
@@ -270,13 +271,7 @@ def record_episode(spec: EpisodeSpec, result: EpisodeResult, seat: Any) -> Episo
         calibrated=getattr(seat, "calibration", None) is not None,
         dial_rho=getattr(seat, "dial_rho", None),
         outside_reachable=int(getattr(stats, "outside_reachable", 0) or 0),
-        rule_accept_better=int(getattr(stats, "rule_accept_better", 0) or 0),
-        rule_accept_last_turn=int(getattr(stats, "rule_accept_last_turn", 0) or 0),
-        rule_accept_final_turn=int(getattr(stats, "rule_accept_final_turn", 0) or 0),
-        rule_concede_on_stall=int(getattr(stats, "rule_concede_on_stall", 0) or 0),
-        rule_reciprocate=int(getattr(stats, "rule_reciprocate", 0) or 0),
-        rule_no_retreat=int(getattr(stats, "rule_no_retreat", 0) or 0),
-        rule_firm_opening=int(getattr(stats, "rule_firm_opening", 0) or 0),
+        **{counter: int(getattr(stats, counter, 0) or 0) for counter in RULE_COUNTERS},
         repeated_offers=habits.repeated,
         worse_counters=habits.worse,
         retreats=habits.retreats,

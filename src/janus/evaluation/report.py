@@ -29,6 +29,7 @@ from janus.evaluation.tables import (
     raw_vs_calibrated_table,
     vs_base_table,
 )
+from janus.rules import RULE_COUNTERS
 
 __all__ = [
     "CSV_COLUMNS",
@@ -76,13 +77,7 @@ CSV_COLUMNS = (
     "calibrated",
     "dial_rho",
     "outside_reachable",
-    "rule_accept_better",
-    "rule_accept_last_turn",
-    "rule_accept_final_turn",
-    "rule_concede_on_stall",
-    "rule_reciprocate",
-    "rule_no_retreat",
-    "rule_firm_opening",
+    *RULE_COUNTERS,
     "repeated_offers",
     "worse_counters",
     "retreats",
@@ -133,13 +128,7 @@ def _csv_row(r: EpisodeRecord) -> list[Any]:
         int(r.calibrated),
         "" if r.dial_rho is None else f"{r.dial_rho:.2f}",
         r.outside_reachable,
-        r.rule_accept_better,
-        r.rule_accept_last_turn,
-        r.rule_accept_final_turn,
-        r.rule_concede_on_stall,
-        r.rule_reciprocate,
-        r.rule_no_retreat,
-        r.rule_firm_opening,
+        *(getattr(r, counter) for counter in RULE_COUNTERS),
         r.repeated_offers,
         r.worse_counters,
         r.retreats,

@@ -18,6 +18,7 @@ from janus.evaluation.summary_types import (
     EvaluationSummary,
     Interval,
 )
+from janus.rules import RULE_COUNTERS, RULE_NAMES
 
 __all__ = [
     "PUBLISHED_TABLE_3",
@@ -261,13 +262,7 @@ def habits_table(summary: EvaluationSummary) -> str | None:
         rows.append(
             [
                 name,
-                str(h.rule_accept_better),
-                str(h.rule_accept_last_turn),
-                str(h.rule_accept_final_turn),
-                str(h.rule_concede_on_stall),
-                str(h.rule_reciprocate),
-                str(h.rule_no_retreat),
-                str(h.rule_firm_opening),
+                *(str(getattr(h, counter)) for counter in RULE_COUNTERS),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.retreats),
@@ -278,13 +273,7 @@ def habits_table(summary: EvaluationSummary) -> str | None:
         return None
     headers = [
         "configuration",
-        "accept_better",
-        "accept_last_turn",
-        "accept_final_turn",
-        "concede_on_stall",
-        "reciprocate",
-        "no_retreat",
-        "firm_opening",
+        *RULE_NAMES,
         "repeated offers (rate)",
         "worse counters",
         "retreats",
