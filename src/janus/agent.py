@@ -204,13 +204,21 @@ class JanusSeat:
             raise RuntimeError("the seat's dial is resolved at its first decision (or role=)")
         return self.dial_rho
 
+    def channel_rhos(self, dial: float) -> tuple[float, float]:
+        """(text ρ, gate ρ) that play the dial value ``dial`` on this seat's channels: an
+        ablated channel stays at ``fixed_rho``."""
+        return (
+            dial if self.channels in ("both", "text") else self.fixed_rho,
+            dial if self.channels in ("both", "weights") else self.fixed_rho,
+        )
+
     @property
     def text_rho(self) -> float:
-        return self._resolved() if self.channels in ("both", "text") else self.fixed_rho
+        return self.channel_rhos(self._resolved())[0]
 
     @property
     def gate_rho(self) -> float:
-        return self._resolved() if self.channels in ("both", "weights") else self.fixed_rho
+        return self.channel_rhos(self._resolved())[1]
 
     def act(self, observation: Observation) -> Action:
         return self.batch_policy.act_batch([self], [observation])[0]
@@ -434,15 +442,12 @@ class JanusAgent:
     def _decision_rhos(self, seat: JanusSeat, observation: Observation) -> tuple[float, float]:
         """(text ρ, gate ρ) of one decision: the seat's, or the firm end of the dial for
         an opening under ``firm_opening`` (counted on the seat; ablated channels stay fixed)."""
-        seat.resolve(observation.role.value)
+        dial = seat.resolve(observation.role.value)
         firm = opening_rho(observation, self.rules)
-        if firm is None:
-            return seat.text_rho, seat.gate_rho
-        seat.stats.rule_firm_opening += 1
-        return (
-            firm if seat.channels in ("both", "text") else seat.fixed_rho,
-            firm if seat.channels in ("both", "weights") else seat.fixed_rho,
-        )
+        if firm is not None:
+            seat.stats.rule_firm_opening += 1
+            dial = firm
+        return seat.channel_rhos(dial)
 
     def _encode(self, observation: Observation, text_rho: float) -> list[int]:
         prompt = build_prompt(
