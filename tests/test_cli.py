@@ -167,6 +167,9 @@ def test_user_errors_are_one_line_with_exit_status_2(tmp_path: Path) -> None:
         app, ["export", "--run", str(tmp_path), "--rho", "0.5", "--out", "x", "--format", "onnx"]
     )
     assert result.exit_code == 2 and "--format must be" in result.output
+    # A misspelt rule is refused before the (missing) run is even looked at.
+    result = runner.invoke(app, ["calibrate", "--run", str(tmp_path / "no"), "--rules", "acept"])
+    assert result.exit_code == 2 and "unknown acceptance rule(s) 'acept'" in result.output
 
 
 def test_evaluate_threads_override_the_preset(monkeypatch, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -93,7 +94,15 @@ def test_the_rollout_pool_never_holds_a_held_out_opponent() -> None:
 
 
 def test_bad_options_are_refused_before_any_work() -> None:
-    for bad in ({"mode": "greedy"}, {"mix": 1.0}, {"rounds": -1}, {"epsilon": 0.0}):
+    bads = (
+        {"mode": "greedy"},
+        {"mix": 1.0},
+        {"rounds": -1},
+        {"epsilon": 0.0},
+        {"temperature": -0.5},
+        {"temperature": float("nan")},
+    )
+    for bad in bads:
         with pytest.raises(ValueError):
             check_config(RefineConfig(run="r", out="o", **bad))
 
@@ -104,13 +113,77 @@ def test_requests_weigh_the_ends_and_specs_balance_roles_and_first_movers() -> N
     assert all(0.0 <= d <= 1.0 and round(d, 2) == d for d in draws)
     ends = sum(d < 0.2 or d > 0.8 for d in draws) / len(draws)
     assert ends > 0.5  # uniform would give 0.4; Beta(1/2, 1/2) gives about 0.59
-    specs = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=1)
+    rollouts = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=1)
+    specs = [r.spec for r in rollouts]
     assert Counter(s.janus_role for s in specs) == {Role.BUYER: 40, Role.SELLER: 40}
     assert Counter(s.scenario.first_mover for s in specs) == {Role.BUYER: 40, Role.SELLER: 40}
+    assert all(r.spec.requested_rho == r.target for r in rollouts)  # no dial noise
     again = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=1)
-    assert [(s.seed, s.requested_rho) for s in specs] == [(s.seed, s.requested_rho) for s in again]
+    assert [(r.spec.seed, r.target) for r in rollouts] == [(r.spec.seed, r.target) for r in again]
     other = rollout_specs(80, ("linear", "boulware"), seed=3, round_index=2)
-    assert [s.seed for s in other] != [s.seed for s in specs]
+    assert [r.spec.seed for r in other] != [s.seed for s in specs]
+
+
+def test_dial_noise_moves_the_dial_but_not_the_request_or_the_scenario() -> None:
+    plain = rollout_specs(200, ("linear", "boulware"), seed=3, round_index=1)
+    noisy = rollout_specs(200, ("linear", "boulware"), seed=3, round_index=1, dial_noise=0.2)
+    assert [r.target for r in noisy] == [r.target for r in plain]
+    assert [r.spec.scenario for r in noisy] == [r.spec.scenario for r in plain]
+    gaps = [r.spec.requested_rho - r.target for r in noisy]
+    assert all(0.0 <= r.spec.requested_rho <= 1.0 for r in noisy)
+    assert all(round(r.spec.requested_rho, 2) == r.spec.requested_rho for r in noisy)
+    inside = [g for r, g in zip(noisy, gaps, strict=True) if 0.3 <= r.target <= 0.7]
+    assert sum(g != 0 for g in gaps) > 150  # moved, apart from a few clipped at the ends
+    sd = (sum(g * g for g in inside) / len(inside)) ** 0.5
+    assert 0.12 < sd < 0.28  # about the requested 0.2 where no end clips it
+    again = rollout_specs(200, ("linear", "boulware"), seed=3, round_index=1, dial_noise=0.2)
+    assert [r.spec.requested_rho for r in again] == [r.spec.requested_rho for r in noisy]
+
+
+def test_the_filter_judges_a_game_against_its_request_not_its_dial(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from janus.agent import JanusAgent
+    from janus.refine import Rollout
+
+    agent = JanusAgent.from_pretrained(tiny_run, raw=True)
+    plain = rollout_specs(12, ("linear",), seed=0, round_index=1)
+    path = tmp_path / "reached.jsonl"
+    reached = play_and_write(
+        agent, plain, path, mode="hindsight", epsilon=0.05, round_index=1, progress=False
+    )
+    # The games written (a random tiny adapter makes some invalid ones) and what they reached.
+    reached_rho = {t.trajectory_id: t.records[0]["rho_outcome"] for t in iter_trajectories(path)}
+    assert len(reached_rho) == reached.written > 0
+    valid = [r for r in plain if f"refine-r1-{r.spec.index:08d}" in reached_rho]
+    achieved = [reached_rho[f"refine-r1-{r.spec.index:08d}"] for r in valid]
+    # The same games judged against targets equal to what they reached: every deal kept ...
+    hits = [Rollout(r.spec, max(a, 0.0)) for r, a in zip(valid, achieved, strict=True)]
+    kept = play_and_write(
+        agent,
+        hits,
+        tmp_path / "hits.jsonl",
+        mode="filtered",
+        epsilon=0.01,
+        round_index=1,
+        progress=False,
+    )
+    assert kept.written == sum(a >= 0 for a in achieved) > 0
+    assert kept.mean_abs_error == pytest.approx(0.0, abs=1e-9)
+    # ... and against targets 0.5 away from it: none kept, whatever the dial played.
+    misses = [
+        Rollout(r.spec, 0.0 if a > 0.5 else 1.0) for r, a in zip(valid, achieved, strict=True)
+    ]
+    missed = play_and_write(
+        agent,
+        misses,
+        tmp_path / "misses.jsonl",
+        mode="filtered",
+        epsilon=0.05,
+        round_index=1,
+        progress=False,
+    )
+    assert missed.written == 0
 
 
 def test_relabelling_is_exact_and_impasses_get_the_failure_label(
@@ -119,13 +192,13 @@ def test_relabelling_is_exact_and_impasses_get_the_failure_label(
     from janus.agent import JanusAgent
 
     agent = JanusAgent.from_pretrained(tiny_run, raw=True)
-    specs = rollout_specs(30, ("hardliner", "linear"), seed=0, round_index=1)
+    rollouts = rollout_specs(30, ("hardliner", "linear"), seed=0, round_index=1)
     path = tmp_path / "rollouts.jsonl"
     stats = play_and_write(
-        agent, specs, path, mode="hindsight", epsilon=0.05, round_index=1, progress=False
+        agent, rollouts, path, mode="hindsight", epsilon=0.05, round_index=1, progress=False
     )
     assert stats.episodes == 30 and stats.written + stats.dropped_invalid == 30
-    by_id = {f"refine-r1-{s.index:08d}": s for s in specs}
+    by_id = {f"refine-r1-{r.spec.index:08d}": r.spec for r in rollouts}
     trajectories = list(iter_trajectories(path))  # the project's validating reader
     assert len(trajectories) == stats.written
     for trajectory in trajectories:
@@ -158,6 +231,40 @@ def test_the_filtered_mode_keeps_only_episodes_near_their_request() -> None:
     assert not keep_episode("filtered", 0.05, 0.5, Result(True, 0.56))
     assert not keep_episode("filtered", 0.05, 0.5, Result(False, -1.0))
     assert keep_episode("hindsight", 0.05, 0.5, Result(False, -1.0))
+
+
+def test_sampled_rollouts_explore_and_are_deterministic_for_a_seed(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from janus.refine import _play_round
+
+    opponents = ("linear", "hardliner")
+
+    def play(name: str, **overrides) -> str:
+        config = _config(tiny_run, tmp_path / name, episodes=16, **overrides)
+        path = tmp_path / f"{name}.jsonl"
+        stats = _play_round(config, opponents, tiny_run / "adapter", path, 1)
+        assert stats.episodes == 16
+        return _digest(path)
+
+    sampled = play("sampled", temperature=1.0)
+    assert play("again", temperature=1.0) == sampled
+    assert play("greedy") != sampled
+    assert play("other-seed", temperature=1.0, seed=1) != sampled
+
+
+def test_calibrate_fits_a_map_under_the_rules_it_is_given(tiny_run: Path, tmp_path: Path) -> None:
+    from janus.calibrate import calibrate_adapter
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(tiny_run / "adapter", adapter)
+    kwargs = dict(episodes_per_cell=1, opponents=SWEEP_OPPONENTS, progress=False)
+    default, _ = calibrate_adapter(adapter, **kwargs)
+    assert default.details["rules"] == list(DEFAULT_RULES)
+    other, path = calibrate_adapter(adapter, rules="accept_better,no_retreat", **kwargs)
+    assert other.details["rules"] == ["accept_better", "no_retreat"]
+    assert CalibrationMap.load(adapter).details["rules"] == ["accept_better", "no_retreat"]
+    assert path.parent == adapter
 
 
 def _digest(path: Path) -> str:

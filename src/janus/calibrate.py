@@ -168,14 +168,21 @@ def calibrate_adapter(
     episodes_per_cell: int = 2,
     seed: int = 0,
     opponents: Sequence[str] | None = None,
+    rules: Sequence[str] | str | None = None,
     progress: bool = True,
 ) -> tuple[CalibrationMap, Path]:
-    """``janus calibrate``: fit the adapter's map on an in-pool sweep and save it beside it."""
+    """``janus calibrate``: fit the adapter's map on an in-pool sweep and save it beside it.
+
+    ``rules`` (default: the agent's defaults) are the rules the sweep plays with: a map says
+    where the dial lands under the rules it was fitted with, so an agent meant to play other
+    rules needs a map fitted with them (``details.rules`` records which)."""
     from janus.agent import JanusAgent, resolve_adapter_dir
+    from janus.rules import check_rules
     from janus.runtime import torch_threads
 
+    played = check_rules(rules)  # a typo is refused before the model loads
     adapter = resolve_adapter_dir(run_or_adapter)
-    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=seed)
+    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=seed, rules=played)
     with torch_threads(1):
         sweep = in_pool_sweep(
             agent,

@@ -59,6 +59,15 @@ class RefineConfig:
       of training per round at ``lr`` (default: a third of the run's), ``warmup`` steps.
     - ``mode``: ``hindsight`` or ``filtered`` (with ``epsilon``); ``mix``: the share of
       own rows in each round's training epoch.
+    - ``temperature``: the rollouts' sampling temperature (0: greedy). Greedy rollouts kept
+      by the filter are the policy's own argmax at a label within ε of the dial it was
+      played at, so training on them teaches the adapter what it already does; sampled
+      rollouts explore, and the filter keeps the explorations that landed.
+    - ``dial_noise``: the sd of the gap between the dial a rollout plays at and its request
+      (0: none). The filter judges a game against its request, so a kept game teaches "to
+      land at ρ* here, do what the dial did at ρ* + noise": the policy explores within its
+      own repertoire, and the history it conditions on lets the correction differ by
+      opponent.
     - ``opponents``: the rollout pool (default: the training pool; held-out ones refused).
     - ``select``: keep the round best calibrated on an in-pool sweep (``sweep_episodes``
       per cell, against ``sweep_opponents``: default the in-pool evaluation opponents, never
@@ -76,6 +85,8 @@ class RefineConfig:
     mode: str = "filtered"
     epsilon: float = 0.05
     mix: float = 0.5
+    temperature: float = 0.0
+    dial_noise: float = 0.0
     opponents: Sequence[str] | None = None
     seed: int = 0
     select: bool = True
@@ -111,6 +122,10 @@ def check_config(config: RefineConfig) -> None:
         raise ValueError(f"mix must be in (0, 1), got {config.mix}")
     if not 0.0 < config.epsilon <= 1.0:
         raise ValueError(f"epsilon must be in (0, 1], got {config.epsilon}")
+    if not (0.0 <= config.temperature <= 10.0):  # also refuses NaN
+        raise ValueError(f"temperature must be in [0, 10], got {config.temperature}")
+    if not (0.0 <= config.dial_noise <= 1.0):
+        raise ValueError(f"dial_noise must be in [0, 1], got {config.dial_noise}")
     if config.lr is not None and not (config.lr > 0 and math.isfinite(config.lr)):
         raise ValueError(f"lr must be a positive number, got {config.lr}")
     rollout_opponents(config.opponents)
@@ -130,6 +145,23 @@ def episode_seed(seed: int, round_index: int, index: int) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big") >> 1
 
 
+@dataclass(frozen=True)
+class Rollout:
+    """One own game to play: ``spec.requested_rho`` is the dial Janus plays at, ``target``
+    the request the filter judges the game against (the same value without dial noise)."""
+
+    spec: Any
+    target: float
+
+
+def explore_dial(target: float, noise: float, rng: random.Random) -> float:
+    """The dial a rollout plays at: ``target`` moved by N(0, ``noise``), on the 2-decimal grid
+    and clipped to [0, 1]; ``target`` itself (and no draw) without noise."""
+    if noise <= 0.0:
+        return target
+    return round(min(1.0, max(0.0, target + rng.gauss(0.0, noise))), 2) + 0.0
+
+
 def rollout_specs(
     episodes: int,
     opponents: Sequence[str],
@@ -137,13 +169,15 @@ def rollout_specs(
     seed: int,
     round_index: int,
     domain: DomainConfig | None = None,
-) -> list[Any]:
+    dial_noise: float = 0.0,
+) -> list[Rollout]:
     """Episode ``i``: opponent ``i mod n``, Janus buyer on even ``i // n``, the first mover
-    alternating every two episodes, ρ* and the scenario drawn from the episode's seed."""
+    alternating every two episodes, ρ*, the scenario and then the dial drawn from the
+    episode's seed (so dial noise changes no scenario)."""
     from janus.evaluation.harness import EpisodeSpec
 
     domain = domain or DomainConfig()
-    specs = []
+    rollouts = []
     for index in range(episodes):
         opponent = opponents[index % len(opponents)]
         cycle = index // len(opponents)
@@ -151,23 +185,23 @@ def rollout_specs(
         opens = Role.BUYER if (cycle // 2) % 2 == 0 else Role.SELLER
         s = episode_seed(seed, round_index, index)
         rng = random.Random(s)
-        rho = draw_request(rng)
-        specs.append(
-            EpisodeSpec(
-                configuration="refine",
-                kind="janus",
-                channels="both",
-                requested_rho=rho,
-                janus_role=role,
-                opponent=opponent,
-                held_out=False,
-                index=index,
-                seed=s,
-                scenario=sample_scenario(domain, rng, opens),
-                calibrated=False,
-            )
+        target = draw_request(rng)
+        scenario = sample_scenario(domain, rng, opens)
+        spec = EpisodeSpec(
+            configuration="refine",
+            kind="janus",
+            channels="both",
+            requested_rho=explore_dial(target, dial_noise, rng),
+            janus_role=role,
+            opponent=opponent,
+            held_out=False,
+            index=index,
+            seed=s,
+            scenario=scenario,
+            calibrated=False,
         )
-    return specs
+        rollouts.append(Rollout(spec, target))
+    return rollouts
 
 
 @dataclass
@@ -195,7 +229,7 @@ def keep_episode(mode: str, epsilon: float, requested: float, result: Any) -> bo
 
 def play_and_write(
     agent: Any,
-    specs: Sequence[Any],
+    rollouts: Sequence[Rollout],
     path: Path,
     *,
     mode: str,
@@ -204,7 +238,8 @@ def play_and_write(
     batch_size: int = 1024,
     progress: bool = True,
 ) -> RolloutStats:
-    """Play ``specs`` and write the kept episodes as a JSONL corpus (atomically)."""
+    """Play ``rollouts`` and write the kept episodes as a JSONL corpus (atomically); the
+    filter and the reported error judge each game against its target."""
     from janus.dataset import DatasetWriter
     from janus.episode import run_episodes
     from janus.evaluation.harness import build_match
@@ -213,21 +248,22 @@ def play_and_write(
     errors: list[float] = []
     with (
         DatasetWriter(path, overwrite=True, include_impasse=True) as writer,
-        tqdm(total=len(specs), desc=f"refine round {round_index}", disable=not progress) as bar,
+        tqdm(total=len(rollouts), desc=f"refine round {round_index}", disable=not progress) as bar,
     ):
-        for start in range(0, len(specs), batch_size):
-            chunk = specs[start : start + batch_size]
-            matches = [build_match(spec, agent)[0] for spec in chunk]
+        for start in range(0, len(rollouts), batch_size):
+            chunk = rollouts[start : start + batch_size]
+            matches = [build_match(rollout.spec, agent)[0] for rollout in chunk]
             results = run_episodes(matches, on_finished=bar.update)
-            for spec, result in zip(chunk, results, strict=True):
+            for rollout, result in zip(chunk, results, strict=True):
+                spec, target = rollout.spec, rollout.target
                 stats.episodes += 1
                 if result.outcome.agreement:
                     stats.agreements += 1
-                    errors.append(abs(result.outcome.rho - spec.requested_rho))
+                    errors.append(abs(result.outcome.rho - target))
                 if result.invalid_actions():
                     stats.dropped_invalid += 1
                     continue
-                if not keep_episode(mode, epsilon, spec.requested_rho, result):
+                if not keep_episode(mode, epsilon, target, result):
                     stats.dropped_filter += 1
                     continue
                 janus_buyer = spec.janus_role is Role.BUYER
@@ -375,12 +411,20 @@ def _play_round(
     from janus.agent import JanusAgent
     from janus.runtime import torch_threads
 
-    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
-    specs = rollout_specs(config.episodes, opponents, seed=config.seed, round_index=r)
+    agent = JanusAgent.from_pretrained(
+        adapter, raw=True, temperature=config.temperature, seed=episode_seed(config.seed, r, -1)
+    )
+    rollouts = rollout_specs(
+        config.episodes,
+        opponents,
+        seed=config.seed,
+        round_index=r,
+        dial_noise=config.dial_noise,
+    )
     with torch_threads(config.threads):
         return play_and_write(
             agent,
-            specs,
+            rollouts,
             path,
             mode=config.mode,
             epsilon=config.epsilon,

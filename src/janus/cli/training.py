@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from janus.cli.core import command, friendly_errors
+from janus.cli.core import RulesOption, command, friendly_errors
 
 if TYPE_CHECKING:  # janus.train imports torch: only when a command runs
     from janus.train import TrainConfig, TrainResult
@@ -148,6 +148,21 @@ def refine_command(
     ] = "filtered",
     epsilon: Annotated[float, typer.Option(help="The filtered mode's tolerance.")] = 0.05,
     mix: Annotated[float, typer.Option(help="Share of own rows in each round's epoch.")] = 0.5,
+    temperature: Annotated[
+        float,
+        typer.Option(
+            help="Sampling temperature of the own games (0: greedy). Greedy games teach the "
+            "adapter what it already does; sampled ones explore, and the filter keeps those "
+            "that landed."
+        ),
+    ] = 0.0,
+    dial_noise: Annotated[
+        float,
+        typer.Option(
+            help="Sd of the gap between the dial an own game is played at and its request "
+            "(0: none); the filter judges the game against the request."
+        ),
+    ] = 0.0,
     opponents: Annotated[
         str | None,
         typer.Option(help="Comma-separated rollout opponents (default: the training pool)."),
@@ -177,6 +192,8 @@ def refine_command(
         mode=mode,
         epsilon=epsilon,
         mix=mix,
+        temperature=temperature,
+        dial_noise=dial_noise,
         opponents=[o.strip() for o in opponents.split(",")] if opponents else None,
         seed=seed,
         select=not no_select,
@@ -194,15 +211,19 @@ def calibrate_command(
         int, typer.Option(help="Sweep episodes per rho x opponent x role.")
     ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the sweep's episodes.")] = 0,
+    rules: RulesOption = None,
 ) -> None:
     """Fit the adapter's calibration map on an in-pool sweep and save it beside the weights.
 
     Agents then play the map's inverse by default (janus play/evaluate --raw turns it off).
-    Only in-pool opponents play the sweep: held-out opponents never choose anything.
+    Only in-pool opponents play the sweep: held-out opponents never choose anything. The map
+    holds for the rules it was swept with: fit it with the --rules the agent will play.
     """
     from janus.calibrate import calibrate_adapter
 
-    calibration, path = calibrate_adapter(run, episodes_per_cell=episodes_per_cell, seed=seed)
+    calibration, path = calibrate_adapter(
+        run, episodes_per_cell=episodes_per_cell, seed=seed, rules=rules
+    )
     for role in ("buyer", "seller"):
         if role in calibration.curves:
             low, high = calibration.reachable(role)
