@@ -110,8 +110,8 @@ def test_every_help_renders_its_paragraphs_as_written(name: str | None) -> None:
 def test_every_option_help_renders_whole(name: str) -> None:
     command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
     output = render_help(name, WIDE)
-    helps = [p.help for p in command.params if getattr(p, "help", None)]
-    assert helps
+    helps = [getattr(p, "help", None) for p in command.params]
+    assert all(helps), f"{name}: an option without help"
     for text in helps:
         assert any(text in line for line in output.splitlines()), f"{name}: {text!r}"
 
@@ -186,3 +186,18 @@ def test_evaluate_threads_override_the_preset(monkeypatch, tmp_path: Path) -> No
     assert runner.invoke(app, args).exit_code == 2
     assert runner.invoke(app, [*args, "--threads", "1"]).exit_code == 2
     assert [config.threads for config in seen] == [2, 1]
+
+
+def test_rules_lists_every_rule_with_its_default_and_play_help_points_to_it() -> None:
+    from janus.rules import ACCEPTANCE_RULES, DEFAULT_RULES
+
+    result = runner.invoke(app, ["rules"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert [line.split()[0] for line in lines] == list(ACCEPTANCE_RULES)
+    for line in lines:
+        name, mark = line.split()[:2]
+        assert (mark == "default") == (name in DEFAULT_RULES)
+        assert line.endswith(ACCEPTANCE_RULES[name])
+    play_help = render_help("play", WIDE)
+    assert "janus rules" in play_help and ", ".join(DEFAULT_RULES) in play_help

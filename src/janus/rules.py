@@ -42,11 +42,11 @@ ACCEPTANCE_RULES: dict[str, str] = {
     "concede_on_stall": "when both sides repeat themselves, move Janus's counter a step toward "
     "the opponent's best offer",
     "reciprocate": "when the opponent has just conceded and Janus would not, concede a share "
-    "of the opponent's step (off by default)",
+    "of the opponent's step",
     "no_retreat": "never take a concession back: a counter better for Janus than its previous "
-    "offer becomes that offer again (off by default)",
+    "offer becomes that offer again",
     "firm_opening": "decide Janus's first move at the firm end of the dial (rho 0 as buyer, 1 "
-    "as seller), then play the requested rho (off by default)",
+    "as seller), then play the requested rho",
 }
 #: Every rule, in the order its counter (``rule_<name>``) appears on seats, records and reports.
 RULE_NAMES: tuple[str, ...] = tuple(ACCEPTANCE_RULES)

@@ -13,6 +13,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from janus.rules import DEFAULT_RULES, RULE_NAMES
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -73,12 +75,11 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-#: ``--rules`` help of the commands that play (evaluate, play).
+#: ``--rules`` help of the commands that play (evaluate, play, calibrate): the names only;
+#: ``janus rules`` prints what each one does, from :data:`janus.rules.ACCEPTANCE_RULES`.
 RULES_HELP = (
-    "Agent rules, comma-separated, or none (default: accept_better,accept_last_turn,"
-    "concede_on_stall). accept_better: take an offer as good as Janus's counter; "
-    "accept_last_turn, accept_final_turn: take a deal at Janus's last, the final turn; "
-    "concede_on_stall, reciprocate: answer a stall, a concession; no_retreat; firm_opening."
+    f"Agent rules, comma-separated, or none (default: {', '.join(DEFAULT_RULES)}). "
+    f"Any of {', '.join(RULE_NAMES)}; `janus rules` says what each does."
 )
 
 #: The options of every command that plays Janus (evaluate, play), declared once.

@@ -92,3 +92,18 @@ def strategies_command(
     names = held_out_pool() if held_out else sorted(REGISTRY)
     for name in names:
         typer.echo(describe(name))
+
+
+@command("rules")
+def rules_command() -> None:
+    """List the agent's rules (--rules of play, evaluate, calibrate) and what each does.
+
+    Rules sit between the model's decoded counter and the action sent; the defaults are the
+    ones that measured better on in-pool opponents, and every one is counted in reports.
+    """
+    from janus.rules import ACCEPTANCE_RULES, DEFAULT_RULES
+
+    width = max(map(len, ACCEPTANCE_RULES))
+    for name, text in ACCEPTANCE_RULES.items():
+        mark = "default" if name in DEFAULT_RULES else "off    "
+        typer.echo(f"{name:<{width}}  {mark}  {text}")
