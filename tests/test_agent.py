@@ -458,6 +458,21 @@ def test_accept_final_turn_takes_a_deal_only_when_no_counter_could_be_answered(
     assert seat.stats.rule_accept_final_turn == int(accepted) == seat.stats.rule_accepts
 
 
+def test_accept_rules_are_exactly_the_rules_that_accept() -> None:
+    """``ACCEPT_RULES`` (what ``rule_accepts`` sums) is every name ``acceptance_rule`` can
+    return: each one accepts on some observation, and no other rule ever does."""
+    from janus.rules import ACCEPT_RULES, RULE_NAMES, acceptance_rule
+
+    returned = {
+        acceptance_rule(_seller_observation(turn, standing), counter, RULE_NAMES[i:])
+        for i in range(len(RULE_NAMES))
+        for turn in (6, 19, 20)
+        for standing in (650.0, 700.0)
+        for counter in (680.0, 1000.0)
+    }
+    assert returned - {None} == set(ACCEPT_RULES)
+
+
 def _stalled_seller(own: float, opponent: tuple[float, ...], reservation: float = 600.0):
     """Janus sells; the buyer opened, Janus answered ``own`` each time, the buyer's offers
     are ``opponent`` (oldest first); it is Janus's turn."""

@@ -57,6 +57,7 @@ from janus.prompt import (
     parse_action,
 )
 from janus.rules import (  # noqa: F401 - re-exported: the agent's options live with it
+    ACCEPT_RULES,
     ACCEPTANCE_RULES,
     COUNTER_RULES,
     DEFAULT_RULES,
@@ -145,7 +146,7 @@ class SeatStats:
 
     @property
     def rule_accepts(self) -> int:
-        return self.rule_accept_better + self.rule_accept_last_turn + self.rule_accept_final_turn
+        return sum(getattr(self, f"rule_{name}") for name in ACCEPT_RULES)
 
     @classmethod
     def total(cls, stats: Sequence[SeatStats]) -> SeatStats:

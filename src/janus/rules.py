@@ -51,6 +51,8 @@ ACCEPTANCE_RULES: dict[str, str] = {
 #: Every rule, in the order its counter (``rule_<name>``) appears on seats, records and reports.
 RULE_NAMES: tuple[str, ...] = tuple(ACCEPTANCE_RULES)
 RULE_COUNTERS: tuple[str, ...] = tuple(f"rule_{name}" for name in RULE_NAMES)
+#: The rules that turn a counter into an ACCEPT (:func:`acceptance_rule`), by their prefix.
+ACCEPT_RULES: tuple[str, ...] = tuple(name for name in RULE_NAMES if name.startswith("accept_"))
 #: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
 STALL_STEP = 0.1
 #: The share of the opponent's latest concession that ``reciprocate`` gives back.
