@@ -159,3 +159,15 @@ def test_an_agent_with_other_rules_than_its_map_is_warned() -> None:
         JanusAgent(model, tokenizer, calibration=calibration(rules=list(DEFAULT_RULES)))
         JanusAgent(model, tokenizer, calibration=calibration())
         JanusAgent(model, tokenizer, calibration=calibration(rules=[]), rules="none")
+    # The price decoding a map was fitted with is checked the same way.
+    with pytest.warns(
+        UserWarning, match=r"fitted with price decoding mean; this agent plays greedy"
+    ):
+        JanusAgent(model, tokenizer, calibration=calibration(price_decoding="mean"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        JanusAgent(
+            model, tokenizer, calibration=calibration(price_decoding="mean"), price_decoding="mean"
+        )
+    with pytest.raises(ValueError, match="price decoding must be one of greedy, mean"):
+        JanusAgent(model, tokenizer, price_decoding="average")

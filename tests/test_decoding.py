@@ -182,3 +182,94 @@ def test_decoding_uses_no_deprecated_transformers_api(byte_tokenizer, random_mod
         transformers_logger.removeHandler(handler)
     assert [parse_action(text).kind in ("ACCEPT", "OFFER") for text in outputs] == [True, True]
     assert [r.getMessage() for r in records if "deprecat" in r.getMessage()] == []
+
+
+class _ScriptedLogits(torch.nn.Module):
+    """A stand-in model whose n-th forward call scores the pieces ``steps[n]`` names with
+    the given probabilities (every row alike, every other token far below)."""
+
+    def __init__(self, tokenizer, steps: list[dict[str, float]]) -> None:
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.vocab = len(tokenizer)
+        ids = {tokenizer.decode([i]): i for i in range(self.vocab)}
+        self.steps = [{ids[piece]: p for piece, p in step.items()} for step in steps]
+        self.calls = 0
+
+    def forward(self, input_ids, attention_mask, position_ids, use_cache, past_key_values=None):
+        logits = torch.full((input_ids.shape[0], input_ids.shape[1], self.vocab), -1e4)
+        for token_id, p in self.steps[min(self.calls, len(self.steps) - 1)].items():
+            logits[:, -1, token_id] = torch.log(torch.tensor(p))
+        self.calls += 1
+        return type("Out", (), {"logits": logits})()
+
+
+def _offer_script(tenths: dict[str, float]) -> list[dict[str, float]]:
+    """OFFER, space, 0, '.', then the first decimal drawn from ``tenths``, then 0, 0, 0."""
+    return [{"OFFER": 0.9, "ACCEPT": 0.1}, {" ": 1.0}, {"0": 1.0}, {".": 1.0}, tenths] + [
+        {"0": 0.7, "3": 0.3}
+    ] * 3
+
+
+def _expected_offer(tenths: dict[str, float], temperature: float) -> str:
+    """The reference: the first decimal's mean under the distribution at ``temperature``."""
+    weights = {int(d): p ** (1 / temperature) for d, p in tenths.items()}
+    mean = sum(d * w for d, w in weights.items()) / sum(weights.values())
+    return f"OFFER {0.1 * mean:.4f}"  # the script's later decimals are all 0
+
+
+@pytest.mark.parametrize(
+    ("tenths", "greedy"),
+    [
+        ({"1": 0.6, "5": 0.4}, "OFFER 0.1000"),  # split between a low and a high price
+        ({"4": 1.0}, "OFFER 0.4000"),  # a sure model: the greedy price
+        ({"9": 0.5, "8": 0.3, "2": 0.2}, "OFFER 0.9000"),
+    ],
+)
+def test_mean_price_decoding_reads_the_first_decimal_as_its_expectation(
+    tenths: dict[str, float], greedy: str
+) -> None:
+    from janus.decoding import MEAN_PRICE_TEMPERATURE
+    from janus.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    constraint = ActionConstraint(tokenizer)
+    prompts = [[5, 6, 7], [8, 9]]
+
+    def decode(price: str) -> list[str]:
+        model = _ScriptedLogits(tokenizer, _offer_script(tenths))
+        return constrained_decode(model, constraint, prompts, pad_id=0, price=price)
+
+    assert decode("greedy") == [greedy, greedy]
+    mean = _expected_offer(tenths, MEAN_PRICE_TEMPERATURE)
+    assert decode("mean") == [mean, mean]
+    assert (mean == greedy) is (len(tenths) == 1)
+    # Between the greedy digit and the plain mean: sharpened toward the likeliest digit.
+    plain = float(_expected_offer(tenths, 1.0).split()[1])
+    low, high = sorted((plain, float(greedy.split()[1])))
+    assert low <= float(mean.split()[1]) <= high
+    with pytest.raises(ValueError, match="price decoding must be one of"):
+        decode("median")
+
+
+def test_mean_price_decoding_leaves_accepts_and_sampling_alone() -> None:
+    from janus.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    constraint = ActionConstraint(tokenizer)
+    accept = _ScriptedLogits(tokenizer, [{"ACCEPT": 0.8, "OFFER": 0.2}])
+    assert constrained_decode(accept, constraint, [[5]], pad_id=0, price="mean") == ["ACCEPT"]
+    script = _offer_script({"1": 0.6, "5": 0.4})
+    sampled = [
+        constrained_decode(
+            _ScriptedLogits(tokenizer, script),
+            constraint,
+            [[5]] * 16,
+            pad_id=0,
+            temperature=1.0,
+            generator=torch.Generator().manual_seed(0),
+            price=price,
+        )
+        for price in ("greedy", "mean")
+    ]
+    assert sampled[0] == sampled[1]  # sampling draws the digits; the mean is not applied

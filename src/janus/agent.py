@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from janus.calibration import CalibrationMap
-from janus.decoding import ActionConstraint, constrained_decode
+from janus.decoding import ActionConstraint, check_price_decoding, constrained_decode
 from janus.domain import Action, Observation
 from janus.examples import add_special_tokens, encode_prompt
 from janus.hyperlora import is_injected, rho_context
@@ -225,16 +225,26 @@ class JanusSeat:
         return self.batch_policy.act_batch([self], [observation])[0]
 
 
-def _warn_if_map_rules_differ(calibration: CalibrationMap | None, rules: tuple[str, ...]) -> None:
-    """A map measures where the dial lands under the rules it was swept with; other rules
-    move the outcome (benchmarks/RESULTS.md), so the map's inverse no longer lands on target.
-    Maps written before the rules were recorded say nothing and are trusted."""
-    fitted = None if calibration is None else calibration.details.get("rules")
+def _warn_if_map_play_differs(
+    calibration: CalibrationMap | None, rules: tuple[str, ...], price_decoding: str
+) -> None:
+    """A map measures where the dial lands under the rules and the price decoding it was
+    swept with; either moves the outcome (benchmarks/RESULTS.md), so the map's inverse no
+    longer lands on target. Maps that do not record one (older ones) are trusted on it."""
+    details = {} if calibration is None else calibration.details
+    fitted = details.get("rules")
     if fitted is not None and tuple(fitted) != tuple(rules):
         warnings.warn(
             f"the calibration map was fitted with rules {','.join(fitted) or 'none'}; this agent "
             f"plays {','.join(rules) or 'none'}: calibrated requests may land off target "
             "(--raw plays the raw dial)",
+            stacklevel=3,
+        )
+    decoded = details.get("price_decoding")
+    if decoded is not None and decoded != price_decoding:
+        warnings.warn(
+            f"the calibration map was fitted with price decoding {decoded}; this agent plays "
+            f"{price_decoding}: calibrated requests may land off target",
             stacklevel=3,
         )
 
@@ -264,6 +274,7 @@ class JanusAgent:
         prompt_version: int = PROMPT_FORMAT_VERSION,
         price_step: float | None = None,
         threads: int | None = None,
+        price_decoding: str = "greedy",
     ) -> None:
         if prompt_version not in PROMPT_VERSIONS:
             raise ValueError(
@@ -276,11 +287,12 @@ class JanusAgent:
         self.model = model.eval()
         self.rules = check_rules(rules)
         self.calibration = calibration
-        _warn_if_map_rules_differ(calibration, self.rules)
         self.tokenizer = tokenizer
         self.k = k
         self.safety = safety
         self.temperature = temperature
+        self.price_decoding = check_price_decoding(price_decoding)
+        _warn_if_map_play_differs(calibration, self.rules, price_decoding)
         self.generator = torch.Generator().manual_seed(seed)
         self.max_batch = max_batch
         self.label = label
@@ -308,6 +320,7 @@ class JanusAgent:
         raw: bool = False,
         price_step: float | None = None,
         threads: int | None = None,
+        price_decoding: str = "greedy",
     ) -> JanusAgent:
         """Load a trained adapter onto its base (fingerprint checked by the core loader).
 
@@ -317,6 +330,7 @@ class JanusAgent:
         """
         from janus.checkpoint import load_hyperlora, read_adapter_config
 
+        check_price_decoding(price_decoding)  # a typo is refused before the model loads
         adapter = resolve_adapter_dir(run_or_adapter_dir)
         torch_dtype = resolve_dtype(dtype, read_adapter_config(adapter))
         model, tokenizer, config = load_hyperlora(
@@ -335,6 +349,7 @@ class JanusAgent:
             prompt_version=int(config.get("prompt_format_version", 1)),
             price_step=price_step,
             threads=threads,
+            price_decoding=price_decoding,
         )
 
     @classmethod
@@ -349,6 +364,7 @@ class JanusAgent:
         rules: Sequence[str] | str | None = DEFAULT_RULES,
         price_step: float | None = None,
         threads: int | None = None,
+        price_decoding: str = "greedy",
     ) -> JanusAgent:
         """The bare base model with the same prompt and constraint: the no-adapter baseline.
 
@@ -373,6 +389,7 @@ class JanusAgent:
             rules=rules,
             price_step=price_step,
             threads=threads,
+            price_decoding=price_decoding,
         )
 
     @property
@@ -483,6 +500,7 @@ class JanusAgent:
                 temperature=self.temperature,
                 generator=self.generator,
                 offer_only=offer_only,
+                price=self.price_decoding,
             )
 
     def _act_chunk(

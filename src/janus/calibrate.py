@@ -64,6 +64,8 @@ class SweepResult:
     agreement_rate: float
     #: The agent rules the sweep was played with: the map holds for an agent with these.
     rules: tuple[str, ...] = ()
+    #: ... and the price decoding it played (``janus.decoding.PRICE_DECODINGS``).
+    price_decoding: str = "greedy"
 
     def to_json(self) -> dict[str, Any]:
         return {"mae": self.mae, "agreement_rate": self.agreement_rate, "episodes": len(self.rows)}
@@ -106,6 +108,7 @@ def in_pool_sweep(
         mae=float(stats["mae"]),
         agreement_rate=float(stats["agreement_rate"]),
         rules=tuple(getattr(agent, "rules", ())),
+        price_decoding=getattr(agent, "price_decoding", "greedy"),
     )
 
 
@@ -157,6 +160,7 @@ def fit_map(sweep: SweepResult, seed: int, **details: Any) -> CalibrationMap:
             "episodes": len(sweep.rows),
             "raw_mae": sweep.mae,
             "rules": list(sweep.rules),
+            "price_decoding": sweep.price_decoding,
             **details,
         },
     )
@@ -169,20 +173,23 @@ def calibrate_adapter(
     seed: int = 0,
     opponents: Sequence[str] | None = None,
     rules: Sequence[str] | str | None = None,
+    price_decoding: str = "greedy",
     progress: bool = True,
 ) -> tuple[CalibrationMap, Path]:
     """``janus calibrate``: fit the adapter's map on an in-pool sweep and save it beside it.
 
-    ``rules`` (default: the agent's defaults) are the rules the sweep plays with: a map says
-    where the dial lands under the rules it was fitted with, so an agent meant to play other
-    rules needs a map fitted with them (``details.rules`` records which)."""
+    ``rules`` (default: the agent's defaults) and ``price_decoding`` are how the sweep
+    plays: a map says where the dial lands when played that way, so an agent meant to play
+    otherwise needs a map fitted so (``details`` records both)."""
     from janus.agent import JanusAgent, resolve_adapter_dir
     from janus.rules import check_rules
     from janus.runtime import torch_threads
 
     played = check_rules(rules)  # a typo is refused before the model loads
     adapter = resolve_adapter_dir(run_or_adapter)
-    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=seed, rules=played)
+    agent = JanusAgent.from_pretrained(
+        adapter, raw=True, seed=seed, rules=played, price_decoding=price_decoding
+    )
     with torch_threads(1):
         sweep = in_pool_sweep(
             agent,

@@ -27,6 +27,25 @@ OFFER_TEXT = "OFFER "
 _COMPLETE = re.compile(r"ACCEPT|OFFER (0\.\d{4}|1\.0000)")
 _ALPHABET = frozenset("ACEPTOFR .0123456789")
 _MAX_ACTION_CHARS = len("OFFER 0.0000")
+_TENTHS = len("OFFER 0.")  # where the price's first decimal sits in an action's text
+#: How the price of an offer is read off the model: ``greedy`` (each digit the most likely)
+#: or ``mean`` (the first decimal is the expectation of its distribution, see
+#: :func:`constrained_decode`).
+PRICE_DECODINGS = ("greedy", "mean")
+#: The temperature of the distribution whose expectation ``mean`` takes. At 1 (the plain
+#: mean) a broad distribution pulls every offer toward the middle of the range, and the
+#: janus-tiny dial's in-pool reach shrank from 0.21-0.80 to 0.43-0.62 as buyer; at 0.3 the
+#: ends stay where greedy puts them and the middle moves smoothly (benchmarks/RESULTS.md).
+MEAN_PRICE_TEMPERATURE = 0.3
+
+
+def check_price_decoding(price: str) -> str:
+    """``price`` if it names a price decoding, else a one-line error (before any work)."""
+    if price not in PRICE_DECODINGS:
+        raise ValueError(
+            f"price decoding must be one of {', '.join(PRICE_DECODINGS)}, got {price!r}"
+        )
+    return price
 
 
 def action_state(text: str, offer_only: bool = False) -> str | None:
@@ -77,6 +96,7 @@ class ActionConstraint:
             raise ValueError("the tokenizer has no token that can spell an action")
         self._pieces = pieces
         self._masks: dict[str, torch.Tensor] = {}
+        self._tenths: dict[str, torch.Tensor] = {}
         # Rows that already finished may emit anything: their tokens are never read.
         self.unconstrained = torch.ones(size, dtype=torch.bool)
 
@@ -98,6 +118,26 @@ class ActionConstraint:
 
     def piece(self, token_id: int) -> str:
         return self._pieces[token_id]
+
+    def tenths_digits(self, text: str) -> torch.Tensor | None:
+        """Per token, the first decimal (0-9) that ``text + piece`` fixes in ``OFFER 0.dddd``,
+        or -1; ``None`` when ``text`` cannot be followed by that decimal at this step."""
+        if len(text) > _TENTHS or not "OFFER 0.".startswith(text):
+            return None
+        digits = self._tenths.get(text)
+        if digits is None:
+            digits = torch.full((self.vocab_size,), -1, dtype=torch.long)
+            for token_id, piece in self._pieces.items():
+                spelled = text + piece
+                if (
+                    token_id < self.vocab_size
+                    and len(spelled) > _TENTHS
+                    and spelled.startswith("OFFER 0.")
+                    and action_state(spelled)
+                ):
+                    digits[token_id] = int(spelled[_TENTHS])
+            self._tenths[text] = digits
+        return digits
 
 
 def accepts_logits_to_keep(model) -> bool:
@@ -184,6 +224,45 @@ def _choose_tokens(
     return logits.argmax(dim=-1).cpu()
 
 
+def _expected_tenths(
+    constraint: ActionConstraint,
+    logits: torch.Tensor,
+    allowed: torch.Tensor,
+    chosen: torch.Tensor,
+    texts: Sequence[str],
+    done: Sequence[bool],
+    means: dict[int, float],
+) -> None:
+    """For every row whose chosen piece fixes the price's first decimal, record that
+    decimal's expectation under the model at :data:`MEAN_PRICE_TEMPERATURE` (over the
+    allowed pieces that fix it)."""
+    by_text: dict[str, list[int]] = {}
+    for row, text in enumerate(texts):
+        if not done[row]:
+            by_text.setdefault(text, []).append(row)
+    for text, rows in by_text.items():
+        digits = constraint.tenths_digits(text)
+        if digits is None:
+            continue
+        rows = [r for r in rows if digits[int(chosen[r])] >= 0]
+        if not rows:
+            continue
+        index = torch.tensor(rows, device=logits.device)
+        fixes = (digits.to(logits.device) >= 0) & allowed[index]
+        sharpened = logits[index] / MEAN_PRICE_TEMPERATURE
+        probs = torch.softmax(sharpened.masked_fill(~fixes, float("-inf")), dim=-1)
+        mean = (probs * digits.clamp(min=0).to(probs)).sum(-1)
+        for row, value in zip(rows, mean.tolist(), strict=True):
+            means[row] = value
+
+
+def _with_tenths(text: str, mean: float) -> str:
+    """``OFFER 0.dddd`` with its first decimal moved from the decoded digit to ``mean``
+    (the decimals after it kept): the offer of an expected first decimal."""
+    value = float(text[len(OFFER_TEXT) :]) + 0.1 * (mean - int(text[_TENTHS]))
+    return f"{OFFER_TEXT}{min(max(value, 0.0), 0.9999):.4f}"
+
+
 def _extend_texts(
     constraint: ActionConstraint, chosen: torch.Tensor, texts: list[str], done: list[bool]
 ) -> None:
@@ -205,6 +284,7 @@ def constrained_decode(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     offer_only: Sequence[bool] | None = None,
+    price: str = "greedy",
 ) -> list[str]:
     """Decode one action per prompt, in one batch, with the KV cache.
 
@@ -212,13 +292,24 @@ def constrained_decode(
     ``rho_context(model, rhos)``); ``None`` for a model without adapters. ``temperature`` 0 is
     greedy; a positive temperature samples from ``generator`` (seeded by the caller), still
     under the constraint. ``offer_only`` marks rows that may not ACCEPT.
+
+    ``price="mean"`` (with temperature 0) reads an offer's first decimal as its expectation
+    under the model (sharpened to :data:`MEAN_PRICE_TEMPERATURE`) rather than its most
+    likely digit, and keeps the greedy decimals after it. Greedy digits are a step function
+    of the model's belief: where it is split between two prices (a firm one and a giveaway,
+    say), the offer jumps by a tenth of the price range, 130 on the default range, as soon
+    as the other becomes likelier. The expectation moves continuously with ρ, and where the
+    model is sure it is the greedy price.
     """
+    check_price_decoding(price)
     if not prompts:
         return []
     device = next(model.parameters()).device
     ids, mask, positions = (t.to(device) for t in left_pad(prompts, pad_id))
     texts = [""] * len(prompts)
     done = [False] * len(prompts)
+    means: dict[int, float] = {}
+    expect = price == "mean" and temperature <= 0
     no_accept = list(offer_only) if offer_only is not None else [False] * len(prompts)
     # Only the last position's logits are read: skip the LM head everywhere else (on a large
     # vocabulary the head is a sizeable share of the prefill).
@@ -237,6 +328,8 @@ def constrained_decode(
             logits = out.logits[:, -1, : constraint.vocab_size].float()
             allowed = _allowed_tokens(constraint, texts, done, no_accept).to(device)
             chosen = _choose_tokens(logits, allowed, temperature, generator)
+            if expect:
+                _expected_tenths(constraint, logits, allowed, chosen, texts, done, means)
             _extend_texts(constraint, chosen, texts, done)
             if all(done):
                 break
@@ -251,4 +344,6 @@ def constrained_decode(
             )
     if not all(done):
         raise RuntimeError("constrained decoding did not complete an action (grammar bug)")
-    return texts
+    return [
+        _with_tenths(text, means[row]) if row in means else text for row, text in enumerate(texts)
+    ]

@@ -68,6 +68,8 @@ class RefineConfig:
       land at ρ* here, do what the dial did at ρ* + noise": the policy explores within its
       own repertoire, and the history it conditions on lets the correction differ by
       opponent.
+    - ``price_decoding``: how the adapter's offers are read in rollouts and sweeps (the
+      map is fitted, and so holds, for it).
     - ``opponents``: the rollout pool (default: the training pool; held-out ones refused).
     - ``select``: keep the round best calibrated on an in-pool sweep (``sweep_episodes``
       per cell, against ``sweep_opponents``: default the in-pool evaluation opponents, never
@@ -87,6 +89,7 @@ class RefineConfig:
     mix: float = 0.5
     temperature: float = 0.0
     dial_noise: float = 0.0
+    price_decoding: str = "greedy"
     opponents: Sequence[str] | None = None
     seed: int = 0
     select: bool = True
@@ -124,6 +127,9 @@ def check_config(config: RefineConfig) -> None:
         raise ValueError(f"epsilon must be in (0, 1], got {config.epsilon}")
     if not (0.0 <= config.temperature <= 10.0):  # also refuses NaN
         raise ValueError(f"temperature must be in [0, 10], got {config.temperature}")
+    from janus.decoding import check_price_decoding
+
+    check_price_decoding(config.price_decoding)
     if not (0.0 <= config.dial_noise <= 1.0):
         raise ValueError(f"dial_noise must be in [0, 1], got {config.dial_noise}")
     if config.lr is not None and not (config.lr > 0 and math.isfinite(config.lr)):
@@ -412,7 +418,11 @@ def _play_round(
     from janus.runtime import torch_threads
 
     agent = JanusAgent.from_pretrained(
-        adapter, raw=True, temperature=config.temperature, seed=episode_seed(config.seed, r, -1)
+        adapter,
+        raw=True,
+        temperature=config.temperature,
+        seed=episode_seed(config.seed, r, -1),
+        price_decoding=config.price_decoding,
     )
     rollouts = rollout_specs(
         config.episodes,
@@ -464,7 +474,9 @@ def _sweep(config: RefineConfig, adapter: Path) -> Any:
     from janus.calibrate import in_pool_sweep
     from janus.runtime import torch_threads
 
-    agent = JanusAgent.from_pretrained(adapter, raw=True, seed=config.seed)
+    agent = JanusAgent.from_pretrained(
+        adapter, raw=True, seed=config.seed, price_decoding=config.price_decoding
+    )
     with torch_threads(config.threads):
         return in_pool_sweep(
             agent,

@@ -85,6 +85,14 @@ RULES_HELP = (
 #: The options of every command that plays Janus (evaluate, play), declared once.
 NoSafetyOption = Annotated[bool, typer.Option("--no-safety", help="Disable Janus's safety rules.")]
 RulesOption = Annotated[str | None, typer.Option(help=RULES_HELP)]
+PriceDecodingOption = Annotated[
+    str | None,
+    typer.Option(
+        help="How an offer's price is read off the model: greedy (each digit the likeliest) "
+        "or mean (the first decimal is its expectation, so offers move smoothly with rho). "
+        "Default: greedy."
+    ),
+]
 RawOption = Annotated[
     bool, typer.Option("--raw", help="Play the raw dial even if the adapter has a map.")
 ]

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from janus.cli.core import NoSafetyOption, RawOption, RulesOption, command, friendly_errors
+from janus.cli.core import (
+    NoSafetyOption,
+    PriceDecodingOption,
+    RawOption,
+    RulesOption,
+    command,
+    friendly_errors,
+)
 
 
 @command("evaluate")
@@ -56,6 +63,7 @@ def evaluate_command(
     no_safety: NoSafetyOption = False,
     rules: RulesOption = None,
     raw: RawOption = False,
+    price_decoding: PriceDecodingOption = None,
     domain: Annotated[
         str | None,
         typer.Option(
@@ -97,6 +105,7 @@ def evaluate_command(
             "safety": False if no_safety else None,
             "rules": rules,
             "raw": raw or None,
+            "price_decoding": price_decoding,
             "domain": domain,
             "threads": threads,
             "overwrite": overwrite or None,

@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from janus.cli.core import NoSafetyOption, RawOption, RulesOption, command, friendly_errors
+from janus.cli.core import (
+    NoSafetyOption,
+    PriceDecodingOption,
+    RawOption,
+    RulesOption,
+    command,
+    friendly_errors,
+)
 
 
 @command("play")
@@ -26,6 +33,7 @@ def play_command(
     no_safety: NoSafetyOption = False,
     rules: RulesOption = None,
     raw: RawOption = False,
+    price_decoding: PriceDecodingOption = None,
 ) -> None:
     """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
     from janus.agent import JanusAgent
@@ -34,7 +42,14 @@ def play_command(
 
     if role not in ("buyer", "seller"):
         raise ValueError(f"--role must be buyer or seller, got {role!r}")
-    agent = JanusAgent.from_pretrained(run, base_model, safety=not no_safety, rules=rules, raw=raw)
+    agent = JanusAgent.from_pretrained(
+        run,
+        base_model,
+        safety=not no_safety,
+        rules=rules,
+        raw=raw,
+        price_decoding=price_decoding or "greedy",
+    )
     try:
         play_game(
             agent,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from janus.cli.core import RulesOption, command, friendly_errors
+from janus.cli.core import PriceDecodingOption, RulesOption, command, friendly_errors
 
 if TYPE_CHECKING:  # janus.train imports torch: only when a command runs
     from janus.train import TrainConfig, TrainResult
@@ -171,6 +171,7 @@ def refine_command(
     no_select: Annotated[
         bool, typer.Option("--no-select", help="Keep the last round instead of the best one.")
     ] = False,
+    price_decoding: PriceDecodingOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier refine directory.")] = False,
 ) -> None:
     """Refine a trained dial on its own games, then fit its calibration map.
@@ -194,6 +195,7 @@ def refine_command(
         mix=mix,
         temperature=temperature,
         dial_noise=dial_noise,
+        price_decoding=price_decoding or "greedy",
         opponents=[o.strip() for o in opponents.split(",")] if opponents else None,
         seed=seed,
         select=not no_select,
@@ -212,6 +214,7 @@ def calibrate_command(
     ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the sweep's episodes.")] = 0,
     rules: RulesOption = None,
+    price_decoding: PriceDecodingOption = None,
 ) -> None:
     """Fit the adapter's calibration map on an in-pool sweep and save it beside the weights.
 
@@ -222,7 +225,11 @@ def calibrate_command(
     from janus.calibrate import calibrate_adapter
 
     calibration, path = calibrate_adapter(
-        run, episodes_per_cell=episodes_per_cell, seed=seed, rules=rules
+        run,
+        episodes_per_cell=episodes_per_cell,
+        seed=seed,
+        rules=rules,
+        price_decoding=price_decoding or "greedy",
     )
     for role in ("buyer", "seller"):
         if role in calibration.curves:

@@ -101,7 +101,9 @@ class EvaluationConfig:
       in-pool opponents) in Janus's seat.
     - ``zopa_width`` (``"500"`` or ``"200:700"``) or a whole ``domain`` (a
       :class:`~janus.domain.DomainConfig` or a name of :data:`janus.domain.DOMAINS`); ``safety``,
-      ``temperature``, ``device`` go to the agent; ``batch_size`` is the number of episodes
+      ``temperature``, ``price_decoding`` (``greedy`` or ``mean``: how an offer's price is
+      read off the model, :func:`janus.decoding.constrained_decode`), ``device`` go to the
+      agent (both agents: the base is played the same way); ``batch_size`` is the number of episodes
       played in lockstep per :func:`run_episodes` call; ``threads`` sets torch's intra-op
       threads while playing (restored after; ``None`` leaves them alone). The default is 1
       because on a shared CPU two OpenMP threads per process wait on each other whenever
@@ -133,6 +135,7 @@ class EvaluationConfig:
     domain: DomainConfig | str | None = None
     safety: bool = True
     temperature: float = 0.0
+    price_decoding: str = "greedy"
     device: str = "cpu"
     batch_size: int = 1024
     threads: int | None = 1

@@ -138,6 +138,7 @@ def _run_context(
         base_agent=getattr(base_agent, "label", None) if base_agent is not None else None,
         safety=getattr(played, "safety", config.safety),
         temperature=config.temperature,
+        price_decoding=getattr(played, "price_decoding", config.price_decoding),
         device=config.device,
         dtype=str(getattr(played, "dtype", config.dtype)),
         batch_size=config.batch_size,
@@ -221,6 +222,7 @@ def _load_agent(config: EvaluationConfig) -> Any:
         device=config.device,
         safety=config.safety,
         temperature=config.temperature,
+        price_decoding=config.price_decoding,
         seed=config.seed,
         dtype=config.dtype,
         rules=config.rules,
@@ -244,6 +246,7 @@ def _load_base_agent(config: EvaluationConfig, base_model: str, agent: Any) -> A
         safety=config.safety,
         dtype=dtype,
         rules=config.rules,
+        price_decoding=config.price_decoding,
         **same_prompt,
     )
 

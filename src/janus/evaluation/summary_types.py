@@ -303,6 +303,7 @@ class RunContext(Record):
     base_agent: str | None = None
     safety: bool | None = None
     temperature: float | None = None
+    price_decoding: str | None = None
     device: str | None = None
     dtype: str | None = None
     batch_size: int | None = None
