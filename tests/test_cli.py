@@ -185,7 +185,9 @@ def test_evaluate_threads_override_the_preset(monkeypatch, tmp_path: Path) -> No
     args = ["evaluate", "--run", str(tmp_path), "--preset", "cpu-real"]
     assert runner.invoke(app, args).exit_code == 2
     assert runner.invoke(app, [*args, "--threads", "1"]).exit_code == 2
-    assert [config.threads for config in seen] == [2, 1]
+    assert runner.invoke(app, [*args, "--price-decoding", "mean"]).exit_code == 2
+    assert [config.threads for config in seen] == [2, 1, 2]
+    assert [config.price_decoding for config in seen] == ["greedy", "greedy", "mean"]
 
 
 def test_rules_lists_every_rule_with_its_default_and_play_help_points_to_it() -> None:

@@ -79,7 +79,7 @@ def test_an_empty_subset_is_written_compactly_and_reads_back_empty(reports) -> N
 def test_the_layout_is_pinned_key_by_key(reports) -> None:
     # Changing any of these keys changes the file: bump FORMAT_VERSION with it.
     data = _raw(reports["full"])
-    assert FORMAT_VERSION == data["format_version"] == 5
+    assert FORMAT_VERSION == data["format_version"] == 6
     assert list(data) == [
         "format", "format_version", "janus_version", "run", "headline_set", "calibration",
         "calibration_in_pool", "calibration_all", "calibrated", "calibration_raw", "ablations",
@@ -88,8 +88,9 @@ def test_the_layout_is_pinned_key_by_key(reports) -> None:
         "concession", "timing",
     ]  # fmt: skip
     assert list(data["run"]) == [
-        "adapter", "base_model", "agent", "base_agent", "safety", "temperature", "device",
-        "dtype", "batch_size", "threads", "held_out_check", "rules", "calibration_map", "seed",
+        "adapter", "base_model", "agent", "base_agent", "safety", "temperature",
+        "price_decoding", "device", "dtype", "batch_size", "threads", "held_out_check", "rules",
+        "calibration_map", "seed",
         "episodes", "episodes_per_cell", "sweep_episodes_per_cell", "rho_grid", "opponents",
         "held_out_opponents", "in_pool_opponents", "configurations", "scripted_baselines",
         "channels", "ablation_fixed_rho", "domain", "bootstrap_resamples", "confidence",
@@ -135,8 +136,8 @@ def test_the_layout_is_pinned_key_by_key(reports) -> None:
 
 def test_another_version_or_format_is_refused_in_one_line(reports, tmp_path: Path) -> None:
     data = _raw(reports["full"])
-    path = _write(tmp_path, {**data, "format_version": 4})
-    with pytest.raises(FormatError, match=r"format_version is 4; this Janus reads version 5") as e:
+    path = _write(tmp_path, {**data, "format_version": 5})
+    with pytest.raises(FormatError, match=r"format_version is 5; this Janus reads version 6") as e:
         load_summary(path)
     assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
     with pytest.raises(FormatError, match="format_version is None"):

@@ -29,8 +29,12 @@ _ALPHABET = frozenset("ACEPTOFR .0123456789")
 _MAX_ACTION_CHARS = len("OFFER 0.0000")
 _TENTHS = len("OFFER 0.")  # where the price's first decimal sits in an action's text
 #: How the price of an offer is read off the model: ``greedy`` (each digit the most likely)
-#: or ``mean`` (the first decimal is the expectation of its distribution, see
-#: :func:`constrained_decode`).
+#: or ``mean``: the first decimal is its expectation under the model (sharpened to
+#: :data:`MEAN_PRICE_TEMPERATURE`), the greedy decimals after it kept. Greedy digits are a
+#: step function of the model's belief: where it is split between two prices (a firm one
+#: and a giveaway, say), the offer jumps by a tenth of the price range, 130 on the default
+#: range, as soon as the other becomes likelier. The expectation moves continuously with
+#: ρ, and where the model is sure it is the greedy price.
 PRICE_DECODINGS = ("greedy", "mean")
 #: The temperature of the distribution whose expectation ``mean`` takes. At 1 (the plain
 #: mean) a broad distribution pulls every offer toward the middle of the range, and the
@@ -141,7 +145,10 @@ class ActionConstraint:
 
 
 def accepts_logits_to_keep(model) -> bool:
-    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers causal LMs do)."""
+    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers causal LMs do).
+
+    Decoding reads only the last position's logits: the prefill then skips the LM head
+    everywhere else (on a large vocabulary the head is a sizeable share of its work)."""
     inner = getattr(model, "module", model)  # DistributedDataParallel wraps the model
     try:
         return "logits_to_keep" in inspect.signature(inner.forward).parameters
@@ -291,28 +298,17 @@ def constrained_decode(
     ``rho_scope`` is a context manager that routes the batch's ρ to the adapters (e.g.
     ``rho_context(model, rhos)``); ``None`` for a model without adapters. ``temperature`` 0 is
     greedy; a positive temperature samples from ``generator`` (seeded by the caller), still
-    under the constraint. ``offer_only`` marks rows that may not ACCEPT.
-
-    ``price="mean"`` (with temperature 0) reads an offer's first decimal as its expectation
-    under the model (sharpened to :data:`MEAN_PRICE_TEMPERATURE`) rather than its most
-    likely digit, and keeps the greedy decimals after it. Greedy digits are a step function
-    of the model's belief: where it is split between two prices (a firm one and a giveaway,
-    say), the offer jumps by a tenth of the price range, 130 on the default range, as soon
-    as the other becomes likelier. The expectation moves continuously with ρ, and where the
-    model is sure it is the greedy price.
+    under the constraint. ``offer_only`` marks rows that may not ACCEPT. ``price``: one of
+    :data:`PRICE_DECODINGS` (``mean`` applies at temperature 0 only).
     """
     check_price_decoding(price)
     if not prompts:
         return []
     device = next(model.parameters()).device
     ids, mask, positions = (t.to(device) for t in left_pad(prompts, pad_id))
-    texts = [""] * len(prompts)
-    done = [False] * len(prompts)
-    means: dict[int, float] = {}
-    expect = price == "mean" and temperature <= 0
+    texts, done = [""] * len(prompts), [False] * len(prompts)
+    means: dict[int, float] | None = {} if price == "mean" and temperature <= 0 else None
     no_accept = list(offer_only) if offer_only is not None else [False] * len(prompts)
-    # Only the last position's logits are read: skip the LM head everywhere else (on a large
-    # vocabulary the head is a sizeable share of the prefill).
     last_only = {"logits_to_keep": 1} if accepts_logits_to_keep(model) else {}
     cache = _decode_cache(model)
     with rho_scope if rho_scope is not None else nullcontext():
@@ -328,7 +324,7 @@ def constrained_decode(
             logits = out.logits[:, -1, : constraint.vocab_size].float()
             allowed = _allowed_tokens(constraint, texts, done, no_accept).to(device)
             chosen = _choose_tokens(logits, allowed, temperature, generator)
-            if expect:
+            if means is not None:
                 _expected_tenths(constraint, logits, allowed, chosen, texts, done, means)
             _extend_texts(constraint, chosen, texts, done)
             if all(done):
@@ -344,6 +340,4 @@ def constrained_decode(
             )
     if not all(done):
         raise RuntimeError("constrained decoding did not complete an action (grammar bug)")
-    return [
-        _with_tenths(text, means[row]) if row in means else text for row, text in enumerate(texts)
-    ]
+    return [_with_tenths(t, means[r]) if means and r in means else t for r, t in enumerate(texts)]

@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 FORMAT = "janus-evaluation"
-FORMAT_VERSION = 5
+FORMAT_VERSION = 6
 #: The opponent sets a calibration or a metrics block is computed over.
 SUBSETS = ("held_out", "in_pool", "all")
 R = TypeVar("R", bound=Record)
