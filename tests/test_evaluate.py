@@ -371,6 +371,8 @@ def test_report_files_and_summary_layout(fake_run) -> None:
     assert "MAE over the grid" in table and "script:fair" in table and "held-out" in table
     report = result.report_md.read_text()
     assert "![calibration](calibration.png)" in report and "## Channel ablations" in report
+    assert "; price decoding greedy; temperature 0" in report  # how it was played
+    assert summary.run.context.price_decoding == "greedy"
 
 
 def test_episodes_csv_rows_and_recomputed_calibration(fake_run) -> None:

@@ -198,6 +198,8 @@ def _header(run: RunInfo) -> list[str]:
         "",
         f"- adapter: `{context.adapter or '–'}`; agent: {context.agent or '–'}; "
         f"base model: `{context.base_model or '–'}`",
+        f"- played with rules {', '.join(context.rules) or 'none'}; price decoding "
+        f"{context.price_decoding or 'greedy'}; temperature {context.temperature or 0:g}",
         f"- {run.episodes} episodes, seed {run.seed}; {run.episodes_per_cell} per "
         f"opponent × role × configuration, {run.sweep_episodes_per_cell} per sweep cell; "
         "episodes paired across configurations (same scenario, first mover and opponent seed)",
