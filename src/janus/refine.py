@@ -7,7 +7,9 @@ here fixes that with Janus's own experience:
 
 1. **Play.** The current adapter plays batched episodes against the *training* pool (a
    held-out opponent is refused), ρ* drawn from Beta(½, ½) (extra weight at the ends), both
-   roles, the first mover balanced, its acceptance rules on.
+   roles, the first mover balanced, its acceptance rules on. Greedy by default; it can
+   explore (``temperature``: sampled games; ``dial_noise``: each game played at a dial off
+   its request and judged on the request). Neither measured better (RESULTS.md).
 2. **Relabel.** Every episode is written as an ordinary corpus (``rollouts.jsonl``, same
    schema, ``source``/``round`` recorded, Janus's side named ``janus``) and prepared by
    ``janus prepare``, so every validation of the pipeline applies. Its label is the ρ the
