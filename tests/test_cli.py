@@ -203,3 +203,29 @@ def test_rules_lists_every_rule_with_its_default_and_play_help_points_to_it() ->
         assert line.endswith(ACCEPTANCE_RULES[name])
     play_help = render_help("play", WIDE)
     assert "janus rules" in play_help and ", ".join(DEFAULT_RULES) in play_help
+
+
+def test_refine_and_play_pass_their_exploration_and_decoding_options(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import janus.refine
+
+    seen = []
+
+    def fake_refine(config, say):
+        seen.append(config)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(janus.refine, "refine", fake_refine)
+    args = ["refine", "--run", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert runner.invoke(app, args).exit_code == 2
+    explore = ["--temperature", "0.5", "--dial-noise", "0.1", "--price-decoding", "mean"]
+    assert runner.invoke(app, [*args, *explore]).exit_code == 2
+    assert [(c.temperature, c.dial_noise, c.price_decoding) for c in seen] == [
+        (0.0, 0.0, "greedy"),
+        (0.5, 0.1, "mean"),
+    ]
+    # A misspelt decoding is refused before the (missing) run is looked at.
+    play = ["play", "--run", str(tmp_path / "none"), "--rho", "0.5", "--price-decoding", "avg"]
+    result = runner.invoke(app, play)
+    assert result.exit_code == 2 and "price decoding must be one of greedy, mean" in result.output
