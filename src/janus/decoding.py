@@ -37,9 +37,10 @@ _TENTHS = len("OFFER 0.")  # where the price's first decimal sits in an action's
 #: ρ, and where the model is sure it is the greedy price.
 PRICE_DECODINGS = ("greedy", "mean")
 #: The temperature of the distribution whose expectation ``mean`` takes. At 1 (the plain
-#: mean) a broad distribution pulls every offer toward the middle of the range, and the
-#: janus-tiny dial's in-pool reach shrank from 0.21-0.80 to 0.43-0.62 as buyer; at 0.3 the
-#: ends stay where greedy puts them and the middle moves smoothly (benchmarks/RESULTS.md).
+#: mean) a broad distribution pulls every offer toward the middle of the range: the
+#: janus-tiny dial's in-pool reach shrank from 0.21-0.80 to 0.43-0.62 as buyer. At 0.3 the
+#: buyer's reach is 0.20-0.73 and the middle moves smoothly; 0.15 and 0.5 measured no better
+#: in-pool, and none beat greedy there (benchmarks/RESULTS.md, "Session 10").
 MEAN_PRICE_TEMPERATURE = 0.3
 
 
