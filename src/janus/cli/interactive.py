@@ -35,7 +35,14 @@ def play_command(
     raw: RawOption = False,
     price_decoding: PriceDecodingOption = None,
 ) -> None:
-    """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves."""
+    """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves.
+
+    The default rules are the ones measured best against the scripted opponents, which
+    concede to a firm side: against a person who concedes slowly, Janus holds its price and
+    takes the last offer at the deadline. To have it answer your concessions, add
+    reciprocate to --rules, after fitting a map for those rules with janus calibrate --rules
+    (benchmarks/RESULTS.md, Session 10).
+    """
     from janus.agent import JanusAgent
     from janus.domain import Role
     from janus.play import PlayerQuit, play_game
