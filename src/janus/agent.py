@@ -66,6 +66,7 @@ from janus.rules import (  # noqa: F401 - re-exported: the agent's options live 
     no_retreat,
     opening_rho,
     reciprocal_concession,
+    rule_total,
     stall_concession,
 )
 from janus.runtime import check_threads, torch_threads
@@ -146,7 +147,7 @@ class SeatStats:
 
     @property
     def rule_accepts(self) -> int:
-        return sum(getattr(self, f"rule_{name}") for name in ACCEPT_RULES)
+        return rule_total(self, ACCEPT_RULES)
 
     @classmethod
     def total(cls, stats: Sequence[SeatStats]) -> SeatStats:

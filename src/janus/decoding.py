@@ -27,7 +27,8 @@ OFFER_TEXT = "OFFER "
 _COMPLETE = re.compile(r"ACCEPT|OFFER (0\.\d{4}|1\.0000)")
 _ALPHABET = frozenset("ACEPTOFR .0123456789")
 _MAX_ACTION_CHARS = len("OFFER 0.0000")
-_TENTHS = len("OFFER 0.")  # where the price's first decimal sits in an action's text
+_PRICE_HEAD = "OFFER 0."  # an offer's text up to its price's first decimal
+_TENTHS = len(_PRICE_HEAD)  # where that decimal sits in the text
 #: How the price of an offer is read off the model: ``greedy`` (each digit the most likely)
 #: or ``mean``: the first decimal is its expectation under the model (sharpened to
 #: :data:`MEAN_PRICE_TEMPERATURE`), the greedy decimals after it kept. Greedy digits are a
@@ -127,7 +128,7 @@ class ActionConstraint:
     def tenths_digits(self, text: str) -> torch.Tensor | None:
         """Per token, the first decimal (0-9) that ``text + piece`` fixes in ``OFFER 0.dddd``,
         or -1; ``None`` when ``text`` cannot be followed by that decimal at this step."""
-        if len(text) > _TENTHS or not "OFFER 0.".startswith(text):
+        if not _PRICE_HEAD.startswith(text):
             return None
         digits = self._tenths.get(text)
         if digits is None:
@@ -137,7 +138,7 @@ class ActionConstraint:
                 if (
                     token_id < self.vocab_size
                     and len(spelled) > _TENTHS
-                    and spelled.startswith("OFFER 0.")
+                    and spelled.startswith(_PRICE_HEAD)
                     and action_state(spelled)
                 ):
                     digits[token_id] = int(spelled[_TENTHS])

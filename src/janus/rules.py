@@ -29,7 +29,7 @@ ambitious opening and concessions that are never taken back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from janus.domain import Observation, Role
 
@@ -53,6 +53,14 @@ RULE_NAMES: tuple[str, ...] = tuple(ACCEPTANCE_RULES)
 RULE_COUNTERS: tuple[str, ...] = tuple(f"rule_{name}" for name in RULE_NAMES)
 #: The rules that turn a counter into an ACCEPT (:func:`acceptance_rule`), by their prefix.
 ACCEPT_RULES: tuple[str, ...] = tuple(name for name in RULE_NAMES if name.startswith("accept_"))
+
+
+def rule_total(counters: object, names: Iterable[str]) -> int:
+    """The sum of the ``rule_<name>`` counters of ``names`` on ``counters`` (a seat's stats,
+    an episode record, a habits block: each declares one counter per rule)."""
+    return sum(getattr(counters, f"rule_{name}") for name in names)
+
+
 #: The share of the gap to the opponent's best offer that ``concede_on_stall`` gives up.
 STALL_STEP = 0.1
 #: The share of the opponent's latest concession that ``reciprocate`` gives back.

@@ -18,7 +18,7 @@ from janus.evaluation.summary_types import (
     EvaluationSummary,
     Interval,
 )
-from janus.rules import COUNTER_RULES, RULE_COUNTERS, RULE_NAMES
+from janus.rules import ACCEPT_RULES, COUNTER_RULES, RULE_COUNTERS, RULE_NAMES, rule_total
 
 __all__ = [
     "PUBLISHED_TABLE_3",
@@ -293,8 +293,8 @@ def habits_by_opponent_table(summary: EvaluationSummary) -> str | None:
             [
                 _held(summary, opponent),
                 fmt(m.agreement_rate, 2),
-                str(h.rule_accept_better + h.rule_accept_last_turn + h.rule_accept_final_turn),
-                str(sum(getattr(h, f"rule_{name}") for name in COUNTER_RULES)),
+                str(rule_total(h, ACCEPT_RULES)),
+                str(rule_total(h, COUNTER_RULES)),
                 f"{h.repeated_offers} ({fmt(h.repeated_offer_rate, 2)})",
                 str(h.worse_counters),
                 str(h.retreats),
