@@ -18,6 +18,7 @@ from janus.examples import add_special_tokens
 from janus.hyperlora import inject_hyperlora, iter_hyperlora_layers
 from janus.play import PlayerQuit, play_game
 from janus.prompt import PROMPT_FORMAT_VERSION
+from janus.rules import FRESH_STEP
 from janus.strategies import create_strategy
 from janus.tiny import build_model, build_tokenizer
 
@@ -669,3 +670,40 @@ def test_every_rule_has_its_counter_on_seats_records_reports_and_summaries() -> 
         names = [f.name for f in fields(declared) if f.name.startswith("rule_")]
         assert tuple(names) == RULE_COUNTERS, declared.__name__
     assert tuple(c for c in CSV_COLUMNS if c.startswith("rule_")) == RULE_COUNTERS
+
+
+@pytest.mark.parametrize(
+    ("counter", "opponent", "expected"),
+    [
+        (1000.0, (400.0, 500.0, 450.0), 1000.0 + FRESH_STEP * (500.0 - 1000.0)),  # a repeat moves
+        (1050.0, (400.0, 500.0, 450.0), 1000.0 + FRESH_STEP * (500.0 - 1000.0)),  # a retreat too
+        (990.0, (400.0, 500.0, 450.0), None),  # the model conceded by itself
+        (1000.0, (400.0, 400.0, 390.0), None),  # an opponent that never conceded gets nothing
+    ],
+)
+def test_fresh_concession_on_hand_built_observations(
+    counter: float, opponent: tuple[float, ...], expected: float | None
+) -> None:
+    from janus.agent import fresh_concession
+
+    got = fresh_concession(_stalled_seller(1000.0, opponent), counter)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_fresh_concession_never_crosses_the_reservation_and_needs_history() -> None:
+    from janus.agent import fresh_concession
+
+    # 601 − FRESH_STEP · (601 − 310) would undercut the reservation 600: 600 instead.
+    assert fresh_concession(_stalled_seller(601.0, (300.0, 310.0)), 601.0) == 600.0
+    assert fresh_concession(_stalled_seller(600.0, (300.0, 310.0)), 600.0) is None
+    assert fresh_concession(_stalled_seller(1000.0, (450.0,)), 1000.0) is None  # no own offer
+
+
+def test_fresh_offer_rule_moves_the_counter_and_is_counted(agent: JanusAgent, monkeypatch) -> None:
+    monkeypatch.setattr(agent, "_decode", _Scripted([_norm(1000.0)]))
+    monkeypatch.setattr(agent, "rules", ("fresh_offer",))
+    seat = agent.seat(0.8)
+    previous = _price(0.6154)
+    [action] = agent.act_batch([seat], [_stalled_seller(previous, (400.0, 500.0, 450.0))])
+    assert action.price == pytest.approx(previous + FRESH_STEP * (500.0 - previous))
+    assert seat.stats.rule_fresh_offer == 1 and seat.stats.rule_accepts == 0

@@ -79,7 +79,7 @@ def test_an_empty_subset_is_written_compactly_and_reads_back_empty(reports) -> N
 def test_the_layout_is_pinned_key_by_key(reports) -> None:
     # Changing any of these keys changes the file: bump FORMAT_VERSION with it.
     data = _raw(reports["full"])
-    assert FORMAT_VERSION == data["format_version"] == 6
+    assert FORMAT_VERSION == data["format_version"] == 7
     assert list(data) == [
         "format", "format_version", "janus_version", "run", "headline_set", "calibration",
         "calibration_in_pool", "calibration_all", "calibrated", "calibration_raw", "ablations",
@@ -103,6 +103,7 @@ def test_the_layout_is_pinned_key_by_key(reports) -> None:
         "invalid_action_rate", "safety_clamped_offers", "safety_refused_accepts",
         "agreements_outside_zopa", "rule_accept_better", "rule_accept_last_turn",
         "rule_accept_final_turn", "rule_concede_on_stall", "rule_reciprocate", "rule_no_retreat",
+        "rule_fresh_offer",
         "rule_firm_opening",
         "repeated_offers", "repeated_offer_rate", "worse_counters", "retreats", "walked_away",
         "outside_reachable",
@@ -137,7 +138,7 @@ def test_the_layout_is_pinned_key_by_key(reports) -> None:
 def test_another_version_or_format_is_refused_in_one_line(reports, tmp_path: Path) -> None:
     data = _raw(reports["full"])
     path = _write(tmp_path, {**data, "format_version": 5})
-    with pytest.raises(FormatError, match=r"format_version is 5; this Janus reads version 6") as e:
+    with pytest.raises(FormatError, match=r"format_version is 5; this Janus reads version 7") as e:
         load_summary(path)
     assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
     with pytest.raises(FormatError, match="format_version is None"):

@@ -19,8 +19,8 @@ offer. Every intervention is counted on the seat. Invalid moves that are not saf
 Agent rules (:mod:`janus.rules`: named options, counted on the seat like the safety rules)
 close deals a cloned policy walks away from: ``firm_opening`` may change the dial of Janus's
 first decision, after the safety clamp the counter rules (``no_retreat``, ``concede_on_stall``,
-``reciprocate``) may move the counter, then an acceptance rule may turn it into an ACCEPT of the
-standing offer.
+``reciprocate``, ``fresh_offer``) may move the counter, then an acceptance rule may turn it
+into an ACCEPT of the standing offer.
 
 A calibration map (:mod:`janus.calibration`), when the adapter has one, turns the requested ρ
 into the dial value that lands there on average; ``calibrated=False`` plays the raw dial.
@@ -63,6 +63,7 @@ from janus.rules import (  # noqa: F401 - re-exported: the agent's options live 
     DEFAULT_RULES,
     acceptance_rule,
     check_rules,
+    fresh_concession,
     no_retreat,
     opening_rho,
     reciprocal_concession,
@@ -137,6 +138,7 @@ class SeatStats:
     rule_concede_on_stall: int = 0
     rule_reciprocate: int = 0
     rule_no_retreat: int = 0
+    rule_fresh_offer: int = 0
     rule_firm_opening: int = 0
     #: 1 when the seat's request lay outside the calibration map's reachable range.
     outside_reachable: int = 0

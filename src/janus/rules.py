@@ -18,8 +18,9 @@ reservation:
   answered at all; at the turn before, Janus then counters and risks the opponent's refusal.
 
 Rules that move a counter instead: ``no_retreat`` (:func:`no_retreat`, off by default),
-``concede_on_stall`` (:func:`stall_concession`) and ``reciprocate``
-(:func:`reciprocal_concession`, off by default). One rule changes what the model is asked:
+``concede_on_stall`` (:func:`stall_concession`), ``reciprocate``
+(:func:`reciprocal_concession`, off by default) and ``fresh_offer``
+(:func:`fresh_concession`). One rule changes what the model is asked:
 ``firm_opening`` (off by default) decodes Janus's first decision of an episode at the firm end
 of the dial (ρ 0 as buyer, 1 as seller; :func:`opening_rho`). A cloned dial reaches the middle
 of its range as a mixture: some episodes open at the reservation and are taken at once, others
@@ -45,6 +46,8 @@ ACCEPTANCE_RULES: dict[str, str] = {
     "of the opponent's step",
     "no_retreat": "never take a concession back: a counter better for Janus than its previous "
     "offer becomes that offer again",
+    "fresh_offer": "never send the same offer twice: a counter that concedes nothing against "
+    "Janus's previous offer moves a small step toward the opponent's best offer",
     "firm_opening": "decide Janus's first move at the firm end of the dial (rho 0 as buyer, 1 "
     "as seller), then play the requested rho",
 }
@@ -65,6 +68,8 @@ def rule_total(counters: object, names: Iterable[str]) -> int:
 STALL_STEP = 0.1
 #: The share of the opponent's latest concession that ``reciprocate`` gives back.
 RECIPROCATE_SHARE = 0.5
+#: The share of the gap to the opponent's best offer that ``fresh_offer`` gives up per turn.
+FRESH_STEP = 0.005
 #: On by default: each measured better than without it on in-pool opponents, paired episodes
 #: (benchmarks/RESULTS.md); ``accept_final_turn``, ``reciprocate``, ``no_retreat`` and
 #: ``firm_opening`` measured worse and stay off.
@@ -170,12 +175,43 @@ def opening_rho(observation: Observation, rules: Sequence[str]) -> float | None:
     return 0.0 if observation.role is Role.BUYER else 1.0
 
 
+def fresh_concession(observation: Observation, counter: float) -> float | None:
+    """The counter ``fresh_offer`` makes instead of ``counter``, or ``None`` to keep it.
+
+    At a firm setting a cloned dial holds one price turn after turn and takes the opponent's
+    standing offer at its last turn. Against opponents that concede only to new offers
+    (MiCRO counts the distinct offers it has received) or mirror concessions (tit-for-tat)
+    that is the worst of both: the opponent never moves, and Janus capitulates at the
+    deadline to the opponent's opening. Every time-based negotiator, even the most
+    boulware, makes a new offer each turn. When ``counter`` concedes nothing against Janus's
+    previous offer, the rule concedes :data:`FRESH_STEP` of the gap between that offer and
+    the opponent's best offer, never past the reservation. Unlike ``concede_on_stall`` it
+    does not wait for the opponent to stall first; like it, it gives nothing to an opponent
+    that has never conceded (a hardliner waits for gifts, and adaptive negotiators such as
+    ChargingBoul concede to a side that does not move).
+    """
+    own, opp = observation.own_offers, observation.opponent_offers
+    if not own or not opp:
+        return None
+    previous = own[-1]
+    if not observation.better_or_equal(counter, previous):
+        return None  # the model conceded by itself
+    best = opp[0]
+    for price in opp[1:]:
+        if observation.better_or_equal(price, best):
+            best = price
+    if best == opp[0]:
+        return None  # it never conceded
+    return _conceded(observation, previous, previous + FRESH_STEP * (best - previous))
+
+
 #: The rules that move a counter, in the order the agent applies them (after the safety
 #: clamp, before the acceptance rules); each is counted as ``rule_<name>`` on the seat.
 COUNTER_RULES: dict[str, Callable[[Observation, float], float | None]] = {
     "no_retreat": no_retreat,
     "concede_on_stall": stall_concession,
     "reciprocate": reciprocal_concession,
+    "fresh_offer": fresh_concession,
 }
 
 

@@ -160,6 +160,7 @@ class EpisodeRecord:
     rule_concede_on_stall: int = 0
     rule_reciprocate: int = 0
     rule_no_retreat: int = 0
+    rule_fresh_offer: int = 0
     rule_firm_opening: int = 0
     repeated_offers: int = 0
     worse_counters: int = 0

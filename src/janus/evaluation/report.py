@@ -287,8 +287,8 @@ SECTIONS: tuple[tuple[str, Table | None, str, str | None], ...] = (
         "Acceptance rules and bargaining habits",
         habits_table,
         "Rule interventions (acceptance rules turn the model's counter into an ACCEPT; "
-        "no_retreat, concede_on_stall and reciprocate move it; firm_opening counts openings "
-        "decided at the firm end of the dial), offers "
+        "no_retreat, concede_on_stall, reciprocate and fresh_offer move it; firm_opening "
+        "counts openings decided at the firm end of the dial), offers "
         "equal to the seat's previous offer, counters worse for the seat than the standing "
         "offer, and impasses with an offer inside the reservation once on the table.",
         None,

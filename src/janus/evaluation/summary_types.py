@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 FORMAT = "janus-evaluation"
-FORMAT_VERSION = 6
+FORMAT_VERSION = 7
 #: The opponent sets a calibration or a metrics block is computed over.
 SUBSETS = ("held_out", "in_pool", "all")
 R = TypeVar("R", bound=Record)
@@ -187,6 +187,7 @@ class Habits(Record):
     rule_concede_on_stall: int = counter()
     rule_reciprocate: int = counter()
     rule_no_retreat: int = counter()
+    rule_fresh_offer: int = counter()
     rule_firm_opening: int = counter()
     repeated_offers: int = counter()
     repeated_offer_rate: float | None
