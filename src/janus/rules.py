@@ -46,8 +46,9 @@ ACCEPTANCE_RULES: dict[str, str] = {
     "of the opponent's step",
     "no_retreat": "never take a concession back: a counter better for Janus than its previous "
     "offer becomes that offer again",
-    "fresh_offer": "never send the same offer twice: a counter that concedes nothing against "
-    "Janus's previous offer moves a small step toward the opponent's best offer",
+    "fresh_offer": "keep moving: a counter that concedes nothing against Janus's previous "
+    "offer moves a small step toward the opponent's best offer (not against an opponent that "
+    "never conceded)",
     "firm_opening": "decide Janus's first move at the firm end of the dial (rho 0 as buyer, 1 "
     "as seller), then play the requested rho",
 }
@@ -72,7 +73,7 @@ RECIPROCATE_SHARE = 0.5
 FRESH_STEP = 0.005
 #: On by default: each measured better than without it on in-pool opponents, paired episodes
 #: (benchmarks/RESULTS.md); ``accept_final_turn``, ``reciprocate``, ``no_retreat`` and
-#: ``firm_opening`` measured worse and stay off.
+#: ``firm_opening`` measured worse and stay off; ``fresh_offer`` measured no better in-pool.
 DEFAULT_RULES: tuple[str, ...] = ("accept_better", "accept_last_turn", "concede_on_stall")
 
 
@@ -123,10 +124,7 @@ def stall_concession(observation: Observation, counter: float) -> float | None:
     if previous is None:
         return None
     opp = observation.opponent_offers
-    best_before = opp[0]
-    for price in opp[1:-1]:
-        if observation.better_or_equal(price, best_before):
-            best_before = price
+    best_before = _best_offer(observation, opp[:-1])
     if not observation.better_or_equal(best_before, opp[-1]):
         return None  # the opponent moved: no stall
     if observation.better_or_equal(opp[0], best_before):
@@ -196,10 +194,7 @@ def fresh_concession(observation: Observation, counter: float) -> float | None:
     previous = own[-1]
     if not observation.better_or_equal(counter, previous):
         return None  # the model conceded by itself
-    best = opp[0]
-    for price in opp[1:]:
-        if observation.better_or_equal(price, best):
-            best = price
+    best = _best_offer(observation, opp)
     if best == opp[0]:
         return None  # it never conceded
     return _conceded(observation, previous, previous + FRESH_STEP * (best - previous))
@@ -223,6 +218,11 @@ def _held_position(observation: Observation, counter: float) -> float | None:
         return None
     previous = own[-1]
     return previous if observation.better_or_equal(counter, previous) else None
+
+
+def _best_offer(observation: Observation, prices: Sequence[float]) -> float:
+    """The price in ``prices`` (non-empty) that is best for Janus's side."""
+    return min(prices) if observation.role is Role.BUYER else max(prices)
 
 
 def _conceded(observation: Observation, previous: float, price: float) -> float | None:
