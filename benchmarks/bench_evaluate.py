@@ -69,6 +69,24 @@ def build_fresh_run(directory: Path, seed: int = 0) -> Path:
     return adapter
 
 
+def sweep_specs(episodes: int, seed: int) -> list:
+    """The first ``episodes`` of the paired calibration sweep against the default pool
+    (23 opponents × 2 roles × 11 ρ* × n episodes per cell, n as large as needed)."""
+    per_cell = 2
+    while True:
+        config = EvaluationConfig(
+            configurations=[],
+            ablations=False,
+            scripted_baselines=False,
+            sweep_episodes_per_cell=per_cell,
+            seed=seed,
+        )
+        specs = plan_episodes(make_plan(config))
+        if len(specs) >= episodes:
+            return specs[:episodes]
+        per_cell += 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=None, help="A trained run or adapter dir.")
@@ -90,21 +108,7 @@ def main() -> None:
         run = args.run if args.run is not None else build_fresh_run(Path(tmp), args.seed)
         agent = JanusAgent.from_pretrained(run, args.base_model, device=args.device)
 
-    # The calibration sweep against the default pool: 23 opponents × 2 roles × 11 ρ* × n.
-    per_cell = 2
-    while True:
-        config = EvaluationConfig(
-            configurations=[],
-            ablations=False,
-            scripted_baselines=False,
-            sweep_episodes_per_cell=per_cell,
-            seed=args.seed,
-        )
-        specs = plan_episodes(make_plan(config))
-        if len(specs) >= args.episodes:
-            break
-        per_cell += 2
-    specs = specs[: args.episodes]
+    specs = sweep_specs(args.episodes, args.seed)
     n_seq = min(args.sequential_episodes or len(specs), len(specs))
 
     calls: list[int] = []

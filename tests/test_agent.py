@@ -707,3 +707,45 @@ def test_fresh_offer_rule_moves_the_counter_and_is_counted(agent: JanusAgent, mo
     [action] = agent.act_batch([seat], [_stalled_seller(previous, (400.0, 500.0, 450.0))])
     assert action.price == pytest.approx(previous + FRESH_STEP * (500.0 - previous))
     assert seat.stats.rule_fresh_offer == 1 and seat.stats.rule_accepts == 0
+
+
+def test_dtype_auto_plays_the_dtype_the_map_was_swept_with(tmp_path: Path) -> None:
+    from janus.calibration import fit_calibration_map
+
+    model, tokenizer = _model_and_tokenizer(seed=5)
+    base_dir = tmp_path / "base"
+    build_model("tiny", build_tokenizer(), seed=5).save_pretrained(base_dir)
+    build_tokenizer().save_pretrained(base_dir)
+    adapter = tmp_path / "adapter"
+    save_hyperlora_adapter(model, tokenizer, adapter, base_model_name_or_path=base_dir)
+    grid = (0.0, 0.5, 1.0)
+    rows = [(role, g, 0.2 + 0.6 * g) for role in ("buyer", "seller") for g in grid]
+
+    def swept_with(dtype: str) -> None:
+        details = {"rules": [], "price_decoding": "greedy", "dtype": dtype}
+        fit_calibration_map(rows, grid, opponents=["linear"], seed=0, details=details).save(adapter)
+
+    swept_with("bfloat16")
+    assert JanusAgent.from_pretrained(adapter, rules="none").dtype == torch.bfloat16
+    # The raw dial has no map to follow: it plays the training dtype.
+    assert JanusAgent.from_pretrained(adapter, raw=True).dtype == torch.float32
+    with pytest.warns(UserWarning, match="swept with a bfloat16 base; this agent plays float32"):
+        JanusAgent.from_pretrained(adapter, rules="none", dtype="float32")
+    swept_with("float8")
+    with pytest.raises(ValueError, match="unknown dtype 'float8'"):
+        JanusAgent.from_pretrained(adapter, rules="none")
+
+
+def test_native_bf16_reads_the_cpu_flags(tmp_path: Path) -> None:
+    from janus.runtime import native_bf16
+
+    def cpu(flags: str) -> str:
+        path = tmp_path / f"cpuinfo-{len(flags)}"
+        path.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        return str(path)
+
+    assert native_bf16(cpuinfo=cpu("fpu sse avx2 avx512f avx512_bf16"))
+    assert native_bf16(cpuinfo=cpu("fpu avx512f amx_bf16 amx_tile"))
+    assert not native_bf16(cpuinfo=cpu("fpu sse avx2 avx512f avx512bw"))
+    assert not native_bf16(cpuinfo=str(tmp_path / "missing"))
+    assert not native_bf16("mps")

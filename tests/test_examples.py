@@ -207,6 +207,24 @@ def test_dataset_outcome_mode(
     assert lines[5].startswith("<HISTORY> ") and len(lines[5].split()) == 1 + 3  # k=3
 
 
+def test_a_selection_encodes_only_the_rows_it_picks_in_its_order(
+    tiny_tokenizer: PreTrainedTokenizerFast, synthetic_decision_steps: Path
+) -> None:
+    full = DecisionStepDataset(synthetic_decision_steps, "train", tiny_tokenizer)
+    seen: list[int] = []
+
+    def pick(n: int) -> list[int]:
+        seen.append(n)
+        return [5, 0, n - 1]
+
+    picked = DecisionStepDataset(synthetic_decision_steps, "train", tiny_tokenizer, select=pick)
+    assert seen == [len(full)]  # told the split's row count, once
+    assert len(picked) == 3
+    for example, index in zip(picked, (5, 0, len(full) - 1), strict=True):
+        assert example.input_ids.tolist() == full[index].input_ids.tolist()
+        assert example.rho == full[index].rho
+
+
 def test_dataset_blind_mode_is_seeded_and_independent_of_the_rows(
     tiny_tokenizer: PreTrainedTokenizerFast,
     synthetic_decision_steps: Path,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from conftest import write_synthetic_prepared
 from janus.calibration import CALIBRATION_FILE, CalibrationMap
@@ -101,6 +102,7 @@ def test_bad_options_are_refused_before_any_work() -> None:
         {"epsilon": 0.0},
         {"temperature": -0.5},
         {"temperature": float("nan")},
+        {"dtype": "float8"},
     )
     for bad in bads:
         with pytest.raises(ValueError):
@@ -265,6 +267,13 @@ def test_calibrate_fits_a_map_under_the_rules_it_is_given(tiny_run: Path, tmp_pa
     assert other.details["rules"] == ["accept_better", "no_retreat"]
     assert CalibrationMap.load(adapter).details["rules"] == ["accept_better", "no_retreat"]
     assert path.parent == adapter
+    assert default.details["dtype"] == "float32"  # auto: the dtype the adapter trained with
+    swept, _ = calibrate_adapter(adapter, dtype="bfloat16", **kwargs)
+    assert swept.details["dtype"] == "bfloat16"
+    # ... and an agent on the adapter then plays the map's dtype by default.
+    from janus.agent import JanusAgent
+
+    assert JanusAgent.from_pretrained(adapter).dtype == torch.bfloat16
 
 
 def _digest(path: Path) -> str:
@@ -301,3 +310,33 @@ def test_a_refinement_round_is_deterministic_and_leaves_a_calibrated_adapter(
     # An existing refine directory is replaced only on request.
     with pytest.raises(FileExistsError):
         refine(_config(tiny_run, tmp_path / "a"), say=lambda _: None)
+
+
+def test_a_round_tokenises_only_the_scripted_sample_it_trains_on(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+
+    from janus.examples import DecisionStepDataset
+    from janus.train import TrainConfig
+    from janus.training.data import training_view
+
+    result = refine(_config(tiny_run, tmp_path / "r"), say=lambda _: None)
+    own = result.out / "round-1" / "prepared"
+    scripted = tiny_run.parent / "prepared"
+    tokenizer = AutoTokenizer.from_pretrained(tiny_run / "adapter")
+    config = TrainConfig(
+        data=str(scripted), extra_data=str(own), extra_fraction=0.8, extra_decider=JANUS_NAME
+    )
+    view, lengths, counts = training_view(config, tokenizer)
+    full = DecisionStepDataset(scripted, "train", tokenizer)
+    wanted = round(counts["extra_rows"] * (1 - 0.8) / 0.8)
+    assert 0 < wanted < len(full)
+    assert counts["scripted_rows"] == wanted
+    assert len(view) == len(lengths) == wanted + counts["extra_rows"]
+    # The sample is rows of the scripted split, drawn from the seed, and the same every time.
+    everything = {tuple(e.input_ids.tolist()) for e in full}
+    sample = [tuple(view[i].input_ids.tolist()) for i in range(wanted)]
+    assert set(sample) <= everything
+    again, _, _ = training_view(config, tokenizer)
+    assert [tuple(again[i].input_ids.tolist()) for i in range(wanted)] == sample

@@ -81,21 +81,38 @@ DTYPES: dict[str, torch.dtype] = {
 }
 
 
-def resolve_dtype(dtype: str | torch.dtype, adapter_config: Mapping[str, Any] | None = None):
-    """The base weights' dtype for playing: ``"auto"`` is the dtype the adapter trained with.
+def resolve_dtype(
+    dtype: str | torch.dtype,
+    adapter_config: Mapping[str, Any] | None = None,
+    calibration: CalibrationMap | None = None,
+) -> torch.dtype:
+    """The base weights' dtype for playing. ``"auto"``: the dtype the adapter's calibration
+    map was swept with, else the dtype the adapter trained with.
 
-    A run trained with ``bf16`` held a bf16 base under autocast; playing it the same way
-    reproduces its training numerics (and is faster on a CPU with AVX512-BF16).
-    Without an adapter config, ``"auto"`` is float32.
+    A map says where the dial lands when played in its dtype, so playing it so keeps the map
+    true (``janus demo`` sweeps and plays in bf16 on a CPU that computes bf16 natively: about
+    twice as fast, the same in-pool calibration, benchmarks/RESULTS.md). A run trained with
+    ``bf16`` held a bf16 base under autocast; playing it the same way reproduces its training
+    numerics. Without either record, ``"auto"`` is float32.
     """
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
+        swept = (calibration.details if calibration is not None else {}).get("dtype")
+        if swept is not None:
+            if swept not in DTYPES:
+                raise ValueError(f"the calibration map records an unknown dtype {swept!r}")
+            return DTYPES[swept]
         train = (adapter_config or {}).get("train_config") or {}
         return torch.bfloat16 if train.get("bf16") else torch.float32
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be auto or one of {sorted(DTYPES)}, got {dtype!r}")
     return DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The name :data:`DTYPES` knows a dtype by (what a calibration map records)."""
+    return str(dtype).removeprefix("torch.")
 
 
 def resolve_adapter_dir(path: str | Path) -> Path:
@@ -229,11 +246,15 @@ class JanusSeat:
 
 
 def _warn_if_map_play_differs(
-    calibration: CalibrationMap | None, rules: tuple[str, ...], price_decoding: str
+    calibration: CalibrationMap | None,
+    rules: tuple[str, ...],
+    price_decoding: str,
+    dtype: torch.dtype,
 ) -> None:
-    """A map measures where the dial lands under the rules and the price decoding it was
-    swept with; either moves the outcome (benchmarks/RESULTS.md), so the map's inverse no
-    longer lands on target. Maps that do not record one (older ones) are trusted on it."""
+    """A map measures where the dial lands under the rules, the price decoding and the base
+    dtype it was swept with; each moves the outcome (benchmarks/RESULTS.md), so the map's
+    inverse no longer lands on target. Maps that do not record one (older ones) are trusted
+    on it."""
     details = {} if calibration is None else calibration.details
     fitted = details.get("rules")
     if fitted is not None and tuple(fitted) != tuple(rules):
@@ -248,6 +269,14 @@ def _warn_if_map_play_differs(
         warnings.warn(
             f"the calibration map was fitted with price decoding {decoded}; this agent plays "
             f"{price_decoding}: calibrated requests may land off target",
+            stacklevel=3,
+        )
+    swept = details.get("dtype")
+    if swept is not None and DTYPES.get(swept) != dtype:
+        warnings.warn(
+            f"the calibration map was swept with a {swept} base; this agent plays "
+            f"{dtype_name(dtype)} (--dtype auto plays the map's): calibrated requests may "
+            "land slightly off target",
             stacklevel=3,
         )
 
@@ -295,7 +324,9 @@ class JanusAgent:
         self.safety = safety
         self.temperature = temperature
         self.price_decoding = check_price_decoding(price_decoding)
-        _warn_if_map_play_differs(calibration, self.rules, price_decoding)
+        _warn_if_map_play_differs(
+            calibration, self.rules, price_decoding, model.get_input_embeddings().weight.dtype
+        )
         self.generator = torch.Generator().manual_seed(seed)
         self.max_batch = max_batch
         self.label = label
@@ -335,7 +366,8 @@ class JanusAgent:
 
         check_price_decoding(price_decoding)  # a typo is refused before the model loads
         adapter = resolve_adapter_dir(run_or_adapter_dir)
-        torch_dtype = resolve_dtype(dtype, read_adapter_config(adapter))
+        calibration = None if raw else CalibrationMap.load(adapter)
+        torch_dtype = resolve_dtype(dtype, read_adapter_config(adapter), calibration)
         model, tokenizer, config = load_hyperlora(
             adapter, base_model, device=device, torch_dtype=torch_dtype, fuse=True
         )
@@ -347,7 +379,7 @@ class JanusAgent:
             temperature=temperature,
             seed=seed,
             rules=rules,
-            calibration=None if raw else CalibrationMap.load(adapter),
+            calibration=calibration,
             # Adapters written before the format was recorded were trained on version 1.
             prompt_version=int(config.get("prompt_format_version", 1)),
             price_step=price_step,

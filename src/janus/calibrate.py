@@ -66,6 +66,8 @@ class SweepResult:
     rules: tuple[str, ...] = ()
     #: ... and the price decoding it played (``janus.decoding.PRICE_DECODINGS``).
     price_decoding: str = "greedy"
+    #: ... and its base weights' dtype (``janus.agent.DTYPES``): bf16 play moves outcomes a little.
+    dtype: str = "float32"
 
     def to_json(self) -> dict[str, Any]:
         return {"mae": self.mae, "agreement_rate": self.agreement_rate, "episodes": len(self.rows)}
@@ -109,7 +111,16 @@ def in_pool_sweep(
         agreement_rate=float(stats["agreement_rate"]),
         rules=tuple(getattr(agent, "rules", ())),
         price_decoding=getattr(agent, "price_decoding", "greedy"),
+        dtype=_agent_dtype(agent),
     )
+
+
+def _agent_dtype(agent: Any) -> str:
+    """The name of the agent's base dtype (a scripted stand-in has none: float32)."""
+    from janus.agent import dtype_name
+
+    dtype = getattr(agent, "dtype", None)
+    return "float32" if dtype is None else dtype_name(dtype)
 
 
 def _sweep_specs(
@@ -161,6 +172,7 @@ def fit_map(sweep: SweepResult, seed: int, **details: Any) -> CalibrationMap:
             "raw_mae": sweep.mae,
             "rules": list(sweep.rules),
             "price_decoding": sweep.price_decoding,
+            "dtype": sweep.dtype,
             **details,
         },
     )
@@ -174,13 +186,15 @@ def calibrate_adapter(
     opponents: Sequence[str] | None = None,
     rules: Sequence[str] | str | None = None,
     price_decoding: str = "greedy",
+    dtype: str = "auto",
     progress: bool = True,
 ) -> tuple[CalibrationMap, Path]:
     """``janus calibrate``: fit the adapter's map on an in-pool sweep and save it beside it.
 
-    ``rules`` (default: the agent's defaults) and ``price_decoding`` are how the sweep
-    plays: a map says where the dial lands when played that way, so an agent meant to play
-    otherwise needs a map fitted so (``details`` records both)."""
+    ``rules`` (default: the agent's defaults), ``price_decoding`` and ``dtype`` (``auto``:
+    the one the adapter trained with) are how the sweep plays: a map says where the dial lands
+    when played that way, so an agent meant to play otherwise needs a map fitted so
+    (``details`` records all three; agents then play the map's dtype by default)."""
     from janus.agent import JanusAgent, resolve_adapter_dir
     from janus.rules import check_rules
     from janus.runtime import torch_threads
@@ -188,7 +202,7 @@ def calibrate_adapter(
     played = check_rules(rules)  # a typo is refused before the model loads
     adapter = resolve_adapter_dir(run_or_adapter)
     agent = JanusAgent.from_pretrained(
-        adapter, raw=True, seed=seed, rules=played, price_decoding=price_decoding
+        adapter, raw=True, seed=seed, rules=played, price_decoding=price_decoding, dtype=dtype
     )
     with torch_threads(1):
         sweep = in_pool_sweep(

@@ -70,8 +70,9 @@ class RefineConfig:
       land at ρ* here, do what the dial did at ρ* + noise": the policy explores within its
       own repertoire, and the history it conditions on lets the correction differ by
       opponent.
-    - ``price_decoding``: how the adapter's offers are read in rollouts and sweeps (the
-      map is fitted, and so holds, for it).
+    - ``price_decoding`` and ``dtype``: how the adapter's offers are read, and the base
+      weights' dtype, in rollouts and sweeps (the map is fitted, and so holds, for them;
+      ``janus demo`` plays bf16 on a CPU that computes it natively).
     - ``opponents``: the rollout pool (default: the training pool; held-out ones refused).
     - ``select``: keep the round best calibrated on an in-pool sweep (``sweep_episodes``
       per cell, against ``sweep_opponents``: default the in-pool evaluation opponents, never
@@ -92,6 +93,7 @@ class RefineConfig:
     temperature: float = 0.0
     dial_noise: float = 0.0
     price_decoding: str = "greedy"
+    dtype: str = "auto"
     opponents: Sequence[str] | None = None
     seed: int = 0
     select: bool = True
@@ -132,6 +134,9 @@ def check_config(config: RefineConfig) -> None:
     from janus.decoding import check_price_decoding
 
     check_price_decoding(config.price_decoding)
+    from janus.agent import resolve_dtype
+
+    resolve_dtype(config.dtype)  # a typo is refused before any model loads
     if not (0.0 <= config.dial_noise <= 1.0):
         raise ValueError(f"dial_noise must be in [0, 1], got {config.dial_noise}")
     if config.lr is not None and not (config.lr > 0 and math.isfinite(config.lr)):
@@ -425,6 +430,7 @@ def _play_round(
         temperature=config.temperature,
         seed=episode_seed(config.seed, r, -1),
         price_decoding=config.price_decoding,
+        dtype=config.dtype,
     )
     rollouts = rollout_specs(
         config.episodes,
@@ -477,7 +483,11 @@ def _sweep(config: RefineConfig, adapter: Path) -> Any:
     from janus.runtime import torch_threads
 
     agent = JanusAgent.from_pretrained(
-        adapter, raw=True, seed=config.seed, price_decoding=config.price_decoding
+        adapter,
+        raw=True,
+        seed=config.seed,
+        price_decoding=config.price_decoding,
+        dtype=config.dtype,
     )
     with torch_threads(config.threads):
         return in_pool_sweep(

@@ -42,3 +42,28 @@ def torch_threads(num_threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+#: The CPU flags of instructions that compute in bfloat16 (rather than emulating it in fp32).
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def native_bf16(device: str = "cpu", cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ``device`` computes in bfloat16 natively, so that a bf16 base plays faster.
+
+    On a CPU with AVX512-BF16 or AMX, janus-tiny plays about twice as fast in bf16 as in fp32;
+    elsewhere bf16 is emulated and slower (benchmarks/RESULTS.md). Where the CPU's flags cannot
+    be read (not Linux), the answer is no: the fp32 path is the safe one.
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device != "cpu":
+        return False
+    try:
+        with open(cpuinfo, encoding="utf-8") as lines:
+            for line in lines:
+                if line.startswith("flags"):
+                    return not NATIVE_BF16_FLAGS.isdisjoint(line.split(":", 1)[-1].split())
+    except OSError:
+        return False
+    return False

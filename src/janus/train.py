@@ -437,10 +437,17 @@ def optimiser(
 def validator(config: TrainConfig, data: Path, model: Any, tokenizer: Any) -> Callable[[], dict]:
     """The run's validation: loss and greedy actions on a fixed, seeded sample of val, with
     the numerics the model trains with (bf16 autocast or not)."""
+    wanted = max(config.eval_examples, config.eval_decode_examples)
+    # A seeded sample of val, drawn before tokenising: only the sample is encoded.
     dataset = DecisionStepDataset(
-        data, "val", tokenizer, k=config.k, include_failures=config.include_failures
+        data,
+        "val",
+        tokenizer,
+        k=config.k,
+        include_failures=config.include_failures,
+        select=lambda n: np.random.default_rng(config.seed + 1).permutation(n)[:wanted].tolist(),
     )
-    order = np.random.default_rng(config.seed + 1).permutation(len(dataset)).tolist()
+    order = list(range(len(dataset)))
     constraint = ActionConstraint(tokenizer, model.get_output_embeddings().weight.shape[0])
 
     def validate() -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from janus.cli.core import (
+    DtypeOption,
     NoSafetyOption,
     PriceDecodingOption,
     RawOption,
@@ -50,10 +51,7 @@ def evaluate_command(
     seed: Annotated[
         int | None, typer.Option(help="Seed of the paired scenarios (default: 0).")
     ] = None,
-    dtype: Annotated[
-        str | None,
-        typer.Option(help="Base weights: auto (as trained), float32 or bfloat16 (default: auto)."),
-    ] = None,
+    dtype: DtypeOption = None,
     no_ablations: Annotated[
         bool, typer.Option("--no-ablations", help="Skip the text/weights ablations.")
     ] = False,

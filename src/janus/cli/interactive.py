@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from janus.cli.core import (
+    DtypeOption,
     NoSafetyOption,
     PriceDecodingOption,
     RawOption,
@@ -34,6 +35,7 @@ def play_command(
     rules: RulesOption = None,
     raw: RawOption = False,
     price_decoding: PriceDecodingOption = None,
+    dtype: DtypeOption = None,
 ) -> None:
     """Haggle with Janus in the terminal: type prices or 'accept'; Ctrl-C or 'quit' leaves.
 
@@ -56,6 +58,7 @@ def play_command(
         rules=rules,
         raw=raw,
         price_decoding=price_decoding or "greedy",
+        dtype=dtype or "auto",
     )
     try:
         play_game(

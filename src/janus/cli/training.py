@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from janus.cli.core import PriceDecodingOption, RulesOption, command, friendly_errors
+from janus.cli.core import (
+    DtypeOption,
+    PriceDecodingOption,
+    RulesOption,
+    command,
+    friendly_errors,
+)
 
 if TYPE_CHECKING:  # janus.train imports torch: only when a command runs
     from janus.train import TrainConfig, TrainResult
@@ -172,6 +178,7 @@ def refine_command(
         bool, typer.Option("--no-select", help="Keep the last round instead of the best one.")
     ] = False,
     price_decoding: PriceDecodingOption = None,
+    dtype: DtypeOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier refine directory.")] = False,
 ) -> None:
     """Refine a trained dial on its own games, then fit its calibration map.
@@ -196,6 +203,7 @@ def refine_command(
         temperature=temperature,
         dial_noise=dial_noise,
         price_decoding=price_decoding or "greedy",
+        dtype=dtype or "auto",
         opponents=[o.strip() for o in opponents.split(",")] if opponents else None,
         seed=seed,
         select=not no_select,
@@ -215,6 +223,7 @@ def calibrate_command(
     seed: Annotated[int, typer.Option(help="Seed of the sweep's episodes.")] = 0,
     rules: RulesOption = None,
     price_decoding: PriceDecodingOption = None,
+    dtype: DtypeOption = None,
 ) -> None:
     """Fit the adapter's calibration map on an in-pool sweep and save it beside the weights.
 
@@ -230,6 +239,7 @@ def calibrate_command(
         seed=seed,
         rules=rules,
         price_decoding=price_decoding or "greedy",
+        dtype=dtype or "auto",
     )
     for role in ("buyer", "seller"):
         if role in calibration.curves:

@@ -36,15 +36,14 @@ def training_view(
 
     With ``extra_data`` (a refinement corpus), the epoch holds all of its rows decided by
     ``extra_decider`` plus a seeded sample of the scripted rows sized so that the extra rows
-    make ``extra_fraction`` of the epoch (all scripted rows when there are too few).
+    make ``extra_fraction`` of the epoch (all scripted rows when there are too few). The
+    sample is drawn before tokenising, so only it is encoded.
     """
-    scripted = DecisionStepDataset(
-        config.data, "train", tokenizer, k=config.k, include_failures=config.include_failures
-    )
-    keep = _filter_long(scripted, config.max_length)
-    counts = {"scripted_rows": len(keep), "extra_rows": 0}
     if config.extra_data is None:
+        scripted = _scripted(config, tokenizer)
+        keep = _filter_long(scripted, config.max_length)
         lengths = [scripted.lengths[i] for i in keep]
+        counts = {"scripted_rows": len(keep), "extra_rows": 0}
         return torch.utils.data.Subset(scripted, keep), lengths, counts
     extra = DecisionStepDataset(
         config.extra_data,
@@ -57,15 +56,35 @@ def training_view(
     extra_keep = _filter_long(extra, config.max_length)
     f = config.extra_fraction
     wanted = round(len(extra_keep) * (1 - f) / f)
-    if wanted < len(keep):
+
+    def sample(n: int) -> list[int]:
+        if wanted >= n:
+            return list(range(n))
         rng = np.random.default_rng(config.seed + 2)
-        keep = sorted(rng.choice(np.asarray(keep), size=wanted, replace=False).tolist())
+        return sorted(rng.choice(n, size=wanted, replace=False).tolist())
+
+    scripted = _scripted(config, tokenizer, sample)
+    keep = _filter_long(scripted, config.max_length)
     counts = {"scripted_rows": len(keep), "extra_rows": len(extra_keep)}
     lengths = [scripted.lengths[i] for i in keep] + [extra.lengths[i] for i in extra_keep]
     view = torch.utils.data.ConcatDataset(
         [torch.utils.data.Subset(scripted, keep), torch.utils.data.Subset(extra, extra_keep)]
     )
     return view, lengths, counts
+
+
+def _scripted(
+    config: TrainConfig, tokenizer: Any, select: Callable[[int], list[int]] | None = None
+) -> DecisionStepDataset:
+    """The prepared corpus's train split (or the rows ``select`` picks of it), tokenised."""
+    return DecisionStepDataset(
+        config.data,
+        "train",
+        tokenizer,
+        k=config.k,
+        include_failures=config.include_failures,
+        select=select,
+    )
 
 
 def training_batches(
