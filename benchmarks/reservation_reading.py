@@ -31,7 +31,8 @@ import statistics
 from collections import Counter, defaultdict
 from pathlib import Path
 
-SHOWN = ("sweep-raw", "sweep", "standard", "base")
+#: The seats the report table shows: Janus's, the bare base, and two scripts for reference.
+SHOWN = ("sweep-raw", "sweep", "standard", "base", "script:boulware", "script:tit_for_tat")
 RESERVATIONS = {
     "seller": [300.0 + 25.0 * i for i in range(17)],
     "buyer": [600.0 + 25.0 * i for i in range(17)],
@@ -59,7 +60,7 @@ def report_table(report: Path) -> list[str]:
     prices: dict[tuple[str, str], Counter[float]] = defaultdict(Counter)
     for row in rows:
         config, role = row["configuration"], row["janus_role"]
-        if config not in SHOWN and not config.startswith("script:"):
+        if config not in SHOWN:
             continue
         own = [price for side, price, _ in json.loads(row["offers"]) if side == role]
         if not own:
@@ -72,8 +73,6 @@ def report_table(report: Path) -> list[str]:
         "|:--|:--|--:|--:|--:|--:|--:|",
     ]
     for (config, role), values in sorted(firsts.items()):
-        if config.startswith("script:") and config not in ("script:boulware", "script:tit_for_tat"):
-            continue
         res, first, last = (list(v) for v in zip(*values, strict=True))
         counts = prices[(config, role)]
         top = sum(c for _, c in counts.most_common(8)) / sum(counts.values())
@@ -153,7 +152,10 @@ def main() -> None:
         lines = report_table(args.report)
     else:
         seller, buyer = RESERVATIONS["seller"], RESERVATIONS["buyer"]
-        print(f"reservations: seller {seller[0]:.0f}..{seller[-1]:.0f}, buyer {buyer[0]:.0f}..")
+        print(
+            f"reservations: seller {seller[0]:.0f}–{seller[-1]:.0f}, "
+            f"buyer {buyer[0]:.0f}–{buyer[-1]:.0f}, step 25"
+        )
         lines = probe_table(args.workdir)
     print("\n".join(lines))
 
